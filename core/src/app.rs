@@ -115,7 +115,10 @@ impl App {
             return Err(ValidationError::new("app.id", "must not be empty"));
         }
         if self.max_expiry > MAX_EXPIRY || self.max_expiry.is_zero() {
-            return Err(ValidationError::new("app.max_expiry", "must be between 1 s and 30 days"));
+            return Err(ValidationError::new(
+                "app.max_expiry",
+                "must be between 1 s and 30 days",
+            ));
         }
         if self.default_expiry > self.max_expiry || self.default_expiry.is_zero() {
             return Err(ValidationError::new(
@@ -130,7 +133,10 @@ impl App {
             ));
         }
         if self.placeholder.title.trim().is_empty() {
-            return Err(ValidationError::new("app.placeholder.title", "must not be empty"));
+            return Err(ValidationError::new(
+                "app.placeholder.title",
+                "must not be empty",
+            ));
         }
         Ok(())
     }

@@ -122,7 +122,10 @@ impl PushAddress {
             }
             PushAddress::Fcm { token } => {
                 if token.is_empty() || token.len() > 4096 {
-                    return Err(ValidationError::new("token", "must be 1 to 4096 characters"));
+                    return Err(ValidationError::new(
+                        "token",
+                        "must be 1 to 4096 characters",
+                    ));
                 }
                 if !token.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(ValidationError::new(
@@ -294,7 +297,9 @@ impl fmt::Debug for PushAddress {
                 .field("token", &short(token))
                 .field("environment", environment)
                 .finish(),
-            PushAddress::Fcm { token } => f.debug_struct("Fcm").field("token", &short(token)).finish(),
+            PushAddress::Fcm { token } => {
+                f.debug_struct("Fcm").field("token", &short(token)).finish()
+            }
             PushAddress::Wns { channel_uri } => {
                 let host = url::Url::parse(channel_uri)
                     .ok()
@@ -432,10 +437,14 @@ mod tests {
     #[test]
     fn webpush_refuses_ip_literals_and_unknown_hosts() {
         let p = AddressPolicy::default();
-        assert!(webpush("https://fcm.googleapis.com/fcm/send/abc").validate(&p).is_ok());
-        assert!(webpush("https://updates.push.services.mozilla.com/wpush/v2/x")
+        assert!(webpush("https://fcm.googleapis.com/fcm/send/abc")
             .validate(&p)
             .is_ok());
+        assert!(
+            webpush("https://updates.push.services.mozilla.com/wpush/v2/x")
+                .validate(&p)
+                .is_ok()
+        );
         for bad in [
             "https://10.0.0.1/push",
             "https://[::1]/push",

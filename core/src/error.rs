@@ -192,13 +192,15 @@ pub struct PushError {
 }
 
 impl PushError {
-    /// An error of `kind` with its default retry classification: throttled, unavailable and
-    /// timeout retry with backoff; the rest never retry.
+    /// An error of `kind` with its default retry classification: throttled, unavailable,
+    /// timeout and misconfigured retry with backoff (an operator may fix credentials before the
+    /// notification expires); gone, rejected and too large never retry.
     pub fn new(kind: PushErrorKind, message: impl Into<String>) -> Self {
         let retry = match kind {
-            PushErrorKind::Throttled | PushErrorKind::Unavailable | PushErrorKind::Timeout => {
-                Retry::Backoff
-            }
+            PushErrorKind::Throttled
+            | PushErrorKind::Unavailable
+            | PushErrorKind::Timeout
+            | PushErrorKind::Misconfigured => Retry::Backoff,
             _ => Retry::Never,
         };
         PushError {
@@ -228,7 +230,7 @@ impl PushError {
         )
     }
 
-    /// Our credentials or configuration are wrong.
+    /// Our credentials or configuration are wrong; retried with backoff, endpoints untouched.
     pub fn misconfigured(message: impl Into<String>) -> Self {
         PushError::new(PushErrorKind::Misconfigured, message)
     }

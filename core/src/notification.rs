@@ -18,7 +18,9 @@ pub const MAX_FALLBACK_DELAY: Duration = Duration::from_secs(600);
 pub const MAX_SHORT_TEXT: usize = 256;
 
 /// How urgently a notification should reach the user.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Deliver when convenient for the device's power.
@@ -350,7 +352,12 @@ impl NewNotification {
 
     /// Sets an iOS raw-to-visual fallback.
     #[must_use]
-    pub fn fallback(mut self, delay: Duration, title: impl Into<String>, body: Option<String>) -> Self {
+    pub fn fallback(
+        mut self,
+        delay: Duration,
+        title: impl Into<String>,
+        body: Option<String>,
+    ) -> Self {
         self.fallback = Some(FallbackPolicy {
             delay,
             visual: VisualContent {

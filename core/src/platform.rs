@@ -24,7 +24,12 @@ pub enum Platform {
 
 impl Platform {
     /// Every platform, in a fixed order.
-    pub const ALL: [Platform; 4] = [Platform::Apns, Platform::Fcm, Platform::Wns, Platform::WebPush];
+    pub const ALL: [Platform; 4] = [
+        Platform::Apns,
+        Platform::Fcm,
+        Platform::Wns,
+        Platform::WebPush,
+    ];
 
     /// The lowercase name used in JSON, metrics and logs.
     pub const fn as_str(self) -> &'static str {

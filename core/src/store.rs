@@ -252,7 +252,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`DeliveryKind::Notification`]: crate::DeliveryKind::Notification
     /// [`DeliveryKind::FallbackAlert`]: crate::DeliveryKind::FallbackAlert
-    async fn insert_notification(&self, notification: Notification) -> Result<Inserted, StoreError>;
+    async fn insert_notification(&self, notification: Notification)
+        -> Result<Inserted, StoreError>;
 
     /// One notification, unless expired at `now`.
     async fn notification(

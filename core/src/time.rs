@@ -199,7 +199,9 @@ pub(crate) mod serde_opt_secs {
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_secs))
     }
 }
@@ -220,6 +222,9 @@ mod tests {
         let a = ManualClock::starting_2026();
         let b = a.clone();
         a.advance(Duration::from_secs(90));
-        assert_eq!(b.now().since(Timestamp::from_secs(1_767_225_600)), Duration::from_secs(90));
+        assert_eq!(
+            b.now().since(Timestamp::from_secs(1_767_225_600)),
+            Duration::from_secs(90)
+        );
     }
 }

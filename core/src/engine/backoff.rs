@@ -65,7 +65,10 @@ mod tests {
         };
         for _ in 0..200 {
             let d = b.delay(1);
-            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
     }
 }

@@ -70,7 +70,10 @@ impl DispatcherConfig {
             ));
         }
         if self.concurrency_per_channel == 0 {
-            return Err(ValidationError::new("concurrency_per_channel", "must be positive"));
+            return Err(ValidationError::new(
+                "concurrency_per_channel",
+                "must be positive",
+            ));
         }
         if self.max_attempts == 0 {
             return Err(ValidationError::new("max_attempts", "must be positive"));
@@ -156,7 +159,11 @@ impl Dispatcher {
             .channels
             .iter()
             .map(|(p, c)| {
-                let svc = layered(c.clone(), config.attempt_timeout, config.concurrency_per_channel);
+                let svc = layered(
+                    c.clone(),
+                    config.attempt_timeout,
+                    config.concurrency_per_channel,
+                );
                 (*p, svc)
             })
             .collect();
@@ -311,7 +318,11 @@ impl Dispatcher {
     }
 
     /// The push for a leased delivery and the service that sends it, or why it cannot be sent.
-    fn render(&self, item: &LeasedDelivery, now: Timestamp) -> Result<(Push, ChannelService), PushError> {
+    fn render(
+        &self,
+        item: &LeasedDelivery,
+        now: Timestamp,
+    ) -> Result<(Push, ChannelService), PushError> {
         let platform = item.endpoint.platform();
         let service = self
             .services

@@ -42,7 +42,8 @@ impl Tidings {
             .store
             .deactivate_stale_endpoints(seen_before, now)
             .await?;
-        metrics::counter!("tidings_notifications_expired_total").increment(report.notifications as u64);
+        metrics::counter!("tidings_notifications_expired_total")
+            .increment(report.notifications as u64);
         metrics::counter!("tidings_endpoints_deactivated_total", "reason" => "stale")
             .increment(report.endpoints_deactivated as u64);
         if report != SweepReport::default() {

@@ -5,8 +5,8 @@ use std::time::Duration;
 use crate::error::{Error, ValidationError};
 use crate::id::NotificationId;
 use crate::notification::{
-    NewNotification, Notification, NotificationState, ReadState, Status, UserAction,
-    VisualContent, MAX_EXPIRY, MAX_FALLBACK_DELAY, MAX_SHORT_TEXT, MIN_FALLBACK_DELAY,
+    NewNotification, Notification, NotificationState, ReadState, Status, UserAction, VisualContent,
+    MAX_EXPIRY, MAX_FALLBACK_DELAY, MAX_SHORT_TEXT, MIN_FALLBACK_DELAY,
 };
 use crate::platform::Platform;
 use crate::store::Inserted;
@@ -43,7 +43,8 @@ impl Tidings {
         let inserted = self.inner.store.insert_notification(notification).await?;
         if inserted.created {
             metrics::counter!("tidings_notifications_created_total").increment(1);
-            metrics::counter!("tidings_deliveries_enqueued_total").increment(inserted.deliveries as u64);
+            metrics::counter!("tidings_deliveries_enqueued_total")
+                .increment(inserted.deliveries as u64);
             tracing::debug!(deliveries = inserted.deliveries, "notification stored");
         } else {
             metrics::counter!("tidings_notifications_duplicate_total").increment(1);
@@ -60,7 +61,12 @@ impl Tidings {
         let app = self.app(&new.app)?;
         let now = self.inner.clock.now();
         check_text("user", new.user.as_str(), MAX_SHORT_TEXT, true)?;
-        check_text("app_notification_id", &new.app_notification_id, MAX_SHORT_TEXT, true)?;
+        check_text(
+            "app_notification_id",
+            &new.app_notification_id,
+            MAX_SHORT_TEXT,
+            true,
+        )?;
         if let Some(group) = &new.group {
             check_text("group", group, MAX_SHORT_TEXT, true)?;
         }
@@ -104,7 +110,10 @@ impl Tidings {
         };
         if let Some(ttl) = new.display_ttl {
             if ttl.is_zero() || ttl > MAX_EXPIRY {
-                return Err(ValidationError::new("display_ttl", "must be between 1 s and 30 days"));
+                return Err(ValidationError::new(
+                    "display_ttl",
+                    "must be between 1 s and 30 days",
+                ));
             }
         }
 
@@ -112,7 +121,10 @@ impl Tidings {
         let targets = match new.targets {
             Some(t) => {
                 if t.is_empty() {
-                    return Err(ValidationError::new("targets", "must name at least one platform"));
+                    return Err(ValidationError::new(
+                        "targets",
+                        "must name at least one platform",
+                    ));
                 }
                 if let Some(p) = t.iter().find(|p| !configured.contains(*p)) {
                     return Err(ValidationError::new(
@@ -190,7 +202,10 @@ fn check_text(
         return Err(ValidationError::new(field, "must not be empty"));
     }
     if value.len() > max {
-        return Err(ValidationError::new(field, format!("must be at most {max} bytes")));
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} bytes"),
+        ));
     }
     Ok(())
 }

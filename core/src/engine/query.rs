@@ -3,7 +3,9 @@
 use crate::error::{Error, ValidationError};
 use crate::id::{AppId, EndpointId, NotificationId, UserId};
 use crate::notification::Notification;
-use crate::store::{ChangePage, ChangesQuery, HistoryCursor, HistoryFilter, HistoryPage, HistoryQuery};
+use crate::store::{
+    ChangePage, ChangesQuery, HistoryCursor, HistoryFilter, HistoryPage, HistoryQuery,
+};
 
 use super::Tidings;
 
@@ -95,7 +97,10 @@ impl Tidings {
 
 fn check_limit(limit: usize) -> Result<(), ValidationError> {
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ValidationError::new("limit", format!("must be 1 to {MAX_PAGE}")));
+        return Err(ValidationError::new(
+            "limit",
+            format!("must be 1 to {MAX_PAGE}"),
+        ));
     }
     Ok(())
 }

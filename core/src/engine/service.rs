@@ -5,14 +5,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::channel::{Accepted, Push, PushChannel};
 use crate::error::{BoxError, PushError};
 
 /// A channel behind tower layers.
-pub(crate) type ChannelService = BoxCloneService<Push, Accepted, PushError>;
+pub(crate) type ChannelService = BoxCloneSyncService<Push, Accepted, PushError>;
 
 #[derive(Clone)]
 struct PushChannelService(Arc<dyn PushChannel>);
@@ -49,5 +49,5 @@ pub(crate) fn layered(
             }
             Err(other) => PushError::unavailable("channel failed").with_source(other),
         });
-    BoxCloneService::new(service)
+    BoxCloneSyncService::new(service)
 }

@@ -12,7 +12,10 @@ impl Tidings {
     /// Registers or refreshes an endpoint after validating its push address against the
     /// [`AddressPolicy`](crate::AddressPolicy). A push address already registered (to any user
     /// of the app) moves to this user: the previous user can no longer reach that device.
-    pub async fn register_endpoint(&self, registration: EndpointRegistration) -> Result<Endpoint, Error> {
+    pub async fn register_endpoint(
+        &self,
+        registration: EndpointRegistration,
+    ) -> Result<Endpoint, Error> {
         self.app(&registration.app)?;
         let user = registration.user.as_str();
         if user.trim().is_empty() || user.len() > MAX_SHORT_TEXT {
@@ -20,7 +23,9 @@ impl Tidings {
         }
         if let Some(id) = &registration.installation_id {
             if id.trim().is_empty() || id.len() > MAX_SHORT_TEXT {
-                return Err(ValidationError::new("installation_id", "must be 1 to 256 bytes").into());
+                return Err(
+                    ValidationError::new("installation_id", "must be 1 to 256 bytes").into(),
+                );
             }
         }
         let address = registration.address.validate(&self.inner.address_policy)?;
@@ -54,7 +59,12 @@ impl Tidings {
     }
 
     /// Removes an endpoint of the user (not found when it belongs to someone else).
-    pub async fn delete_endpoint(&self, app: &AppId, user: &UserId, id: EndpointId) -> Result<(), Error> {
+    pub async fn delete_endpoint(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        id: EndpointId,
+    ) -> Result<(), Error> {
         Ok(self.inner.store.delete_endpoint(app, user, id).await?)
     }
 
@@ -102,7 +112,8 @@ impl Tidings {
         id: NotificationId,
         origin: Option<EndpointId>,
     ) -> Result<Notification, Error> {
-        self.update_state(app, user, id, StatePatch::deleted(), origin).await
+        self.update_state(app, user, id, StatePatch::deleted(), origin)
+            .await
     }
 
     /// Erases everything of a user in every app.
