@@ -209,7 +209,8 @@ pub struct PurgeReport {
 /// Implementations must be safe to share between tasks and, for stores that support it, between
 /// processes. Every method is atomic. Items are always addressed within an (app, user); asking
 /// for an item of another user or app answers [`StoreErrorKind::NotFound`], exactly as for an
-/// id that does not exist.
+/// id that does not exist. A notification or delivery is *expired at* `now` when
+/// `expires_at <= now`; a lease has *lapsed* at `now` when `lease_until <= now`.
 ///
 /// [`StoreErrorKind::NotFound`]: crate::StoreErrorKind::NotFound
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -264,9 +265,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now: Timestamp,
     ) -> Result<Notification, StoreError>;
 
-    /// Records that `endpoint` (which must belong to the same app and user) fetched the
-    /// notification, cancelling that endpoint's pending fallback alert for it. Returns the
-    /// notification, unless expired at `at`.
+    /// Records that `endpoint` fetched the notification, cancelling that endpoint's pending
+    /// fallback alert for it. Returns the notification. NotFound when the notification is
+    /// expired at `at`, or when either it or the endpoint belongs to another user or app.
     async fn record_fetch(
         &self,
         app: &AppId,
@@ -278,7 +279,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Applies a state change.
     ///
-    /// A patch that changes nothing returns the notification as it is. Otherwise, atomically:
+    /// NotFound when the notification is expired at `at` or not the user's. A patch that changes
+    /// nothing returns the notification as it is. Otherwise, atomically:
     /// the state is updated (`changed_at` = `at`), the user's change sequence is bumped and
     /// assigned to the notification, pending fallback alerts of the notification are cancelled
     /// (the user handled it), pending notification deliveries are dropped when the status became

@@ -201,9 +201,22 @@ impl Dispatcher {
 
         let mut in_flight = FuturesUnordered::new();
         let mut early = Vec::new();
+        let mut histograms: HashMap<Platform, metrics::Histogram> = HashMap::new();
         for item in leased {
             match self.render(&item, now) {
-                Ok((push, service)) => in_flight.push(self.push_one(item, push, service)),
+                Ok((push, service)) => {
+                    let platform = item.endpoint.platform();
+                    let histogram = histograms
+                        .entry(platform)
+                        .or_insert_with(|| {
+                            metrics::histogram!(
+                                "tidings_push_duration_seconds",
+                                "platform" => platform.as_str()
+                            )
+                        })
+                        .clone();
+                    in_flight.push(self.push_one(item, push, service, histogram));
+                }
                 Err(error) => early.push(Attempt {
                     leased: item,
                     result: Err(error),
@@ -388,6 +401,7 @@ impl Dispatcher {
         leased: LeasedDelivery,
         push: Push,
         service: ChannelService,
+        histogram: metrics::Histogram,
     ) -> impl Future<Output = Attempt> + Send + 'static {
         let span = tracing::debug_span!(
             "tidings.push",
@@ -398,25 +412,24 @@ impl Dispatcher {
             endpoint_id = %leased.endpoint.id,
             attempt = push.attempt,
         );
-        let placeholder = self
-            .tidings
-            .app(&push.app)
-            .ok()
-            .map(|a| a.placeholder.clone());
-        let histogram = metrics::histogram!(
-            "tidings_push_duration_seconds",
-            "platform" => leased.endpoint.platform().as_str()
-        );
-        async move {
-            let started = Instant::now();
-            let visible = push.content.is_visible();
-            let retry_as_tap = matches!(push.content, PushContent::Inline { .. }).then(|| {
+        // Only inline pushes may need a second, shoulder-tap rendering.
+        let retry_as_tap = match &push.content {
+            PushContent::Inline { visual, .. } => {
                 let mut tap = push.clone();
                 tap.content = PushContent::Tap {
-                    alert: if visible { placeholder } else { None },
+                    alert: visual.as_ref().and_then(|_| {
+                        self.tidings
+                            .app(&push.app)
+                            .ok()
+                            .map(|a| a.placeholder.clone())
+                    }),
                 };
-                tap
-            });
+                Some(tap)
+            }
+            PushContent::Tap { .. } => None,
+        };
+        async move {
+            let started = Instant::now();
             let mut result = service.clone().oneshot(push).await;
             if let (Err(e), Some(tap)) = (&result, retry_as_tap) {
                 if e.kind() == PushErrorKind::PayloadTooLarge {

@@ -1,0 +1,148 @@
+//! State sync: handled once, dismissed everywhere.
+
+// Helpers outside #[test] functions panic on failure too.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use tidings::{DeliveryKind, NewNotification, Platform, StatePatch, UserAction};
+use tidings_e2e::{Harness, APP};
+
+#[tokio::test]
+async fn dismiss_on_one_device_signals_the_others_but_not_itself_nor_web_push() {
+    let h = Harness::new();
+    let devices = h.register_devices("alice", 1).await;
+    let n = h
+        .tidings
+        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
+        .await
+        .unwrap();
+    h.dispatch().await;
+    for p in Platform::ALL {
+        h.channel(p).clear();
+    }
+
+    let updated = h
+        .tidings
+        .update_state(
+            &APP.into(),
+            &"alice".into(),
+            n.id,
+            StatePatch::dismissed(),
+            Some(devices.android.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.state.action, UserAction::Dismissed);
+    assert!(updated.sequence > n.sequence);
+
+    // Signals wait for the coalescing window.
+    assert_eq!(h.dispatch().await.leased, 0);
+    h.advance(Duration::from_secs(3));
+    h.dispatch().await;
+
+    for (endpoint, expected) in [
+        (&devices.iphone, 1),
+        (&devices.windows, 1),
+        (&devices.android, 0),
+        (&devices.browser, 0),
+    ] {
+        let pushes = h.channel(endpoint.platform()).pushes_to(endpoint.id);
+        assert_eq!(pushes.len(), expected, "{:?}", endpoint.platform());
+        for push in pushes {
+            assert_eq!(push.push.kind, DeliveryKind::Sync);
+            assert!(push.push.is_silent());
+            assert_eq!(push.push.sequence, updated.sequence);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_ten_changes_coalesces_to_one_signal_per_endpoint() {
+    let h = Harness::new();
+    let devices = h.register_devices("alice", 1).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let n = h
+            .tidings
+            .send(NewNotification::new(APP, "alice", format!("m{i}")).title("Hi"))
+            .await
+            .unwrap();
+        ids.push(n.id);
+    }
+    h.dispatch().await;
+    for p in Platform::ALL {
+        h.channel(p).clear();
+    }
+
+    let mut last = 0;
+    for id in ids {
+        let n = h
+            .tidings
+            .update_state(
+                &APP.into(),
+                &"alice".into(),
+                id,
+                StatePatch::read(),
+                Some(devices.iphone.id),
+            )
+            .await
+            .unwrap();
+        last = n.sequence;
+    }
+    h.advance(Duration::from_secs(3));
+    h.dispatch().await;
+
+    for endpoint in [&devices.android, &devices.windows] {
+        let pushes = h.channel(endpoint.platform()).pushes_to(endpoint.id);
+        assert_eq!(pushes.len(), 1, "{:?}", endpoint.platform());
+        assert_eq!(
+            pushes[0].push.sequence, last,
+            "the signal announces the latest change"
+        );
+    }
+    assert!(h.apns.pushes_to(devices.iphone.id).is_empty());
+    assert!(h.webpush.pushes_to(devices.browser.id).is_empty());
+}
+
+#[tokio::test]
+async fn a_device_that_missed_changes_catches_up_through_the_change_feed() {
+    let h = Harness::new();
+    h.register_devices("alice", 1).await;
+    let a = h
+        .tidings
+        .send(NewNotification::new(APP, "alice", "a").title("A"))
+        .await
+        .unwrap();
+    let b = h
+        .tidings
+        .send(NewNotification::new(APP, "alice", "b").title("B"))
+        .await
+        .unwrap();
+    let seen = b.sequence;
+    h.tidings
+        .update_state(
+            &APP.into(),
+            &"alice".into(),
+            a.id,
+            StatePatch::dismissed(),
+            None,
+        )
+        .await
+        .unwrap();
+    h.tidings
+        .delete_notification(&APP.into(), &"alice".into(), b.id, None)
+        .await
+        .unwrap();
+
+    let page = h
+        .tidings
+        .changes(&APP.into(), &"alice".into(), seen, 50)
+        .await
+        .unwrap();
+
+    let ids: Vec<_> = page.changes.iter().map(|n| n.id).collect();
+    assert_eq!(ids, vec![a.id, b.id]);
+    assert!(!page.more);
+    assert_eq!(page.next_since, page.changes[1].sequence);
+}
