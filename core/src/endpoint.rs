@@ -112,7 +112,7 @@ impl PushAddress {
                 if token.is_empty() || token.len() > 512 {
                     return Err(ValidationError::new("token", "must be 1 to 512 hex digits"));
                 }
-                if token.len() % 2 != 0 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if !token.len().is_multiple_of(2) || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(ValidationError::new(
                         "token",
                         "an APNs device token is an even number of hex digits",

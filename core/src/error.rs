@@ -352,6 +352,12 @@ impl IdentityError {
         self
     }
 
+    /// Why authentication failed, without the kind prefix of `Display` (safe to show a client:
+    /// identity adapters never put credentials in it).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The kind.
     pub fn kind(&self) -> IdentityErrorKind {
         self.kind
