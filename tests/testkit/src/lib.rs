@@ -6,14 +6,13 @@ pub mod store;
 
 #[cfg(feature = "mock-apns")]
 pub mod apns;
+pub mod channel;
 #[cfg(feature = "mock-fcm")]
 pub mod fcm;
-#[cfg(feature = "mock-wns")]
-pub mod wns;
 #[cfg(feature = "mock-webpush")]
 pub mod webpush;
-#[cfg(feature = "mocks")]
-pub mod channel;
+#[cfg(feature = "mock-wns")]
+pub mod wns;
 
 #[doc(hidden)]
 pub mod __private {
