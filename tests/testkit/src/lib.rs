@@ -4,6 +4,11 @@
 
 pub mod store;
 
+#[cfg(any(feature = "mock-apns", feature = "mock-fcm"))]
+mod gateway;
+#[cfg(any(feature = "mock-wns", feature = "mock-webpush"))]
+mod loopback;
+
 #[cfg(feature = "mock-apns")]
 pub mod apns;
 pub mod channel;

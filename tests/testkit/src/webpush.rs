@@ -47,9 +47,6 @@
 
 mod crypto;
 mod harness;
-// The WNS mock compiles the same file as its own private module.
-#[allow(clippy::duplicate_mod)]
-mod loopback;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -68,7 +65,7 @@ pub use crypto::{
 };
 pub use harness::WebPushHarness;
 
-use loopback::{lock, response, Bound, Journal, Loopback, Planned, Reply, Scripts};
+use crate::loopback::{lock, response, Bound, Journal, Loopback, Planned, Reply, Scripts};
 
 /// A scripted answer for one subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -35,10 +35,6 @@
 //! `X-WNS-Debug-Trace`.
 
 mod harness;
-// The Web Push mock compiles the same file as its own private module.
-#[allow(clippy::duplicate_mod)]
-#[path = "webpush/loopback.rs"]
-mod loopback;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -51,7 +47,7 @@ use hyper::Request;
 
 pub use harness::WnsHarness;
 
-use loopback::{lock, response, Bound, Journal, Loopback, Planned, Reply, Scripts};
+use crate::loopback::{lock, response, Bound, Journal, Loopback, Planned, Reply, Scripts};
 
 /// Largest payload WNS accepts (413 above it).
 pub const MAX_PAYLOAD: usize = 5000;

@@ -587,7 +587,6 @@ async fn http2_prior_knowledge_clients_are_served() {
 /// The conformance suite run through [`WebPushHarness`] against a minimal channel written from
 /// PROTOCOLS.md §4 (the production channel is `tidings-webpush`): proves the harness, the macro
 /// and the fake work together.
-
 mod conformance {
     use std::fmt;
 

@@ -572,7 +572,6 @@ async fn the_mock_stops_when_dropped() {
 /// The conformance suite run through [`WnsHarness`] against a minimal channel written from
 /// PROTOCOLS.md §3 (the production channel is `tidings-wns`): proves the harness, the macro and
 /// the fake work together.
-
 mod conformance {
     use std::fmt;
     use std::time::Duration;

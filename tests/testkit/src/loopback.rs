@@ -1,5 +1,5 @@
 //! The loopback HTTP server, request journal and per-address scripts shared by the WNS and Web
-//! Push mocks (`wns.rs` includes this file too, so each mock has its own private copy).
+//! Push mocks.
 //!
 //! The server speaks HTTP/1.1 and HTTP/2 (prior knowledge) on `127.0.0.1`, an ephemeral port,
 //! collects each request body (capped), asks a synchronous handler for a [`Planned`] answer, waits
