@@ -1,0 +1,298 @@
+//! OAuth 2 access tokens from a service account (PROTOCOLS.md §2.2): an RS256 JWT assertion
+//! traded at the token URI, cached until shortly before it expires, refreshed by one caller at
+//! a time.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::HeaderValue;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use tidings::{Clock, PushError, Timestamp, ValidationError};
+
+use crate::config::ServiceAccountKey;
+use crate::response::parse_retry_after;
+
+/// The scope FCM sends need.
+pub const MESSAGING_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+/// Access tokens are refreshed this long before they expire.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// Lifetime of the signed assertion (Google allows at most one hour).
+const ASSERTION_LIFETIME: i64 = 3600;
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    scope: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct OAuthError {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// A cached access token: the ready `Authorization` header value (marked sensitive).
+pub(crate) struct AccessToken {
+    pub(crate) header: HeaderValue,
+    refresh_at: Timestamp,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("header", &"<redacted>")
+            .field("refresh_at", &self.refresh_at)
+            .finish()
+    }
+}
+
+/// When a token with `expires_in` fetched at `now` should be replaced: `REFRESH_MARGIN` before
+/// it expires, or halfway through a lifetime shorter than twice the margin.
+pub(crate) fn refresh_at(now: Timestamp, expires_in: Duration) -> Timestamp {
+    if expires_in > REFRESH_MARGIN * 2 {
+        now.plus(expires_in - REFRESH_MARGIN)
+    } else {
+        now.plus(expires_in / 2)
+    }
+}
+
+/// The access tokens of one service account.
+pub(crate) struct TokenSource {
+    client_email: String,
+    private_key_id: Option<String>,
+    key: EncodingKey,
+    token_uri: String,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    current: RwLock<Option<Arc<AccessToken>>>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cached = self.cached().map(|t| t.refresh_at);
+        f.debug_struct("TokenSource")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .field("private_key", &"<redacted>")
+            .field("access_token_refresh_at", &cached)
+            .finish()
+    }
+}
+
+impl TokenSource {
+    pub(crate) fn new(
+        account: &ServiceAccountKey,
+        token_uri: &str,
+        http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ValidationError> {
+        let key = EncodingKey::from_rsa_pem(account.private_key.as_bytes()).map_err(|_| {
+            ValidationError::new(
+                "service_account.private_key",
+                "must be an RSA private key in PEM",
+            )
+        })?;
+        Ok(TokenSource {
+            client_email: account.client_email.clone(),
+            private_key_id: account.private_key_id.clone(),
+            key,
+            token_uri: token_uri.to_owned(),
+            http,
+            clock,
+            current: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn cached(&self) -> Option<Arc<AccessToken>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn fresh(&self) -> Option<Arc<AccessToken>> {
+        self.cached().filter(|t| self.clock.now() < t.refresh_at)
+    }
+
+    /// A valid access token: the cached one, or a new one (one fetch at a time; callers that
+    /// waited for it use its result).
+    pub(crate) async fn token(&self) -> Result<Arc<AccessToken>, PushError> {
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let _guard = self.refresh.lock().await;
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        self.fetch().await
+    }
+
+    /// A new token after FCM refused `rejected`; if another caller already replaced it, that
+    /// replacement is used instead of fetching again.
+    pub(crate) async fn replace(
+        &self,
+        rejected: &Arc<AccessToken>,
+    ) -> Result<Arc<AccessToken>, PushError> {
+        let _guard = self.refresh.lock().await;
+        if let Some(token) = self.fresh().filter(|t| !Arc::ptr_eq(t, rejected)) {
+            return Ok(token);
+        }
+        self.fetch().await
+    }
+
+    /// The signed assertion for a token request at `now`.
+    pub(crate) fn assertion(&self, now: Timestamp) -> Result<String, PushError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = self.private_key_id.clone();
+        let iat = now.as_secs();
+        let claims = Claims {
+            iss: &self.client_email,
+            scope: MESSAGING_SCOPE,
+            aud: &self.token_uri,
+            iat,
+            exp: iat + ASSERTION_LIFETIME,
+        };
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| {
+            PushError::misconfigured("cannot sign the service-account assertion").with_source(e)
+        })
+    }
+
+    async fn fetch(&self) -> Result<Arc<AccessToken>, PushError> {
+        let now = self.clock.now();
+        let assertion = self.assertion(now)?;
+        let response = self
+            .http
+            .post(&self.token_uri)
+            .form(&[
+                ("grant_type", JWT_BEARER),
+                ("assertion", assertion.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| transport_error("token request", e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error("token response", e))?;
+        if status != 200 {
+            return Err(token_error(status, retry_after.as_deref(), &body));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            PushError::unavailable("the token endpoint answered 200 without an access token")
+                .with_source(e)
+        })?;
+        let expires_in = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+        let mut header = HeaderValue::try_from(format!("Bearer {}", parsed.access_token))
+            .map_err(|_| PushError::unavailable("the access token is not a header value"))?;
+        header.set_sensitive(true);
+        let token = Arc::new(AccessToken {
+            header,
+            refresh_at: refresh_at(self.clock.now(), expires_in),
+        });
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&token));
+        tracing::debug!(
+            client_email = %self.client_email,
+            expires_in = expires_in.as_secs(),
+            "FCM access token obtained"
+        );
+        Ok(token)
+    }
+}
+
+/// A failed token request: refusals of the grant are configuration faults (wrong key, deleted
+/// account, clock far off); 429 and 5xx are retryable.
+fn token_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> PushError {
+    let e: OAuthError = serde_json::from_slice(body).unwrap_or_default();
+    let text = format!(
+        "the token endpoint answered {status} {}: {}",
+        e.error, e.error_description
+    );
+    let after = parse_retry_after(retry_after);
+    let error = match status {
+        429 => PushError::throttled(text, after),
+        500..=599 => {
+            let e = PushError::unavailable(text);
+            match after {
+                Some(d) => e.with_retry(tidings::Retry::After(d)),
+                None => e,
+            }
+        }
+        _ => PushError::misconfigured(text),
+    };
+    if e.error.is_empty() {
+        error
+    } else {
+        error.with_reason(e.error)
+    }
+}
+
+/// A reqwest failure: timeouts are timeouts, everything else is unavailability.
+pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> PushError {
+    // reqwest's Display may include the URL, which holds no secret (tokens travel in headers
+    // and bodies).
+    if e.is_timeout() {
+        PushError::timeout(format!("{what} timed out")).with_source(e)
+    } else {
+        PushError::unavailable(format!("{what} failed: {e}")).with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tidings::PushErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn tokens_refresh_five_minutes_before_expiry() {
+        let t0 = Timestamp::from_secs(1_000_000);
+        assert_eq!(
+            refresh_at(t0, Duration::from_secs(3600)),
+            Timestamp::from_secs(1_000_000 + 3300)
+        );
+        assert_eq!(
+            refresh_at(t0, Duration::from_secs(400)),
+            Timestamp::from_secs(1_000_000 + 200),
+            "a short-lived token is used for half its life"
+        );
+    }
+
+    #[test]
+    fn refused_grants_are_misconfiguration_and_outages_retry() {
+        let invalid = token_error(
+            400,
+            None,
+            br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+        );
+        assert_eq!(invalid.kind(), PushErrorKind::Misconfigured);
+        assert_eq!(invalid.reason(), Some("invalid_grant"));
+        let busy = token_error(503, Some("7"), b"");
+        assert_eq!(busy.kind(), PushErrorKind::Unavailable);
+        assert_eq!(busy.retry(), tidings::Retry::After(Duration::from_secs(7)));
+        let throttled = token_error(429, None, b"");
+        assert_eq!(throttled.kind(), PushErrorKind::Throttled);
+    }
+}
