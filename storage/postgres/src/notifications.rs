@@ -1,0 +1,470 @@
+//! Notifications: insert with fanout, state changes with sync signals, fetches, history, feed.
+
+use diesel::sql_types::{BigInt, Bool, Nullable};
+use diesel::QueryableByName;
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tidings::{
+    ChangePage, ChangesQuery, HistoryCursor, HistoryPage, HistoryQuery, Inserted, Notification,
+    Platform, StateUpdate, Status, StoreError,
+};
+
+use crate::error;
+use crate::rows::{
+    action_str, duration_ns, platform_bit, read_str, status_str, CountRow, NotificationRow,
+    NOTIFICATION_COLUMNS,
+};
+use crate::sql::{Bind, Sql};
+use crate::store::{Names, TxError};
+
+#[derive(QueryableByName)]
+struct InsertedRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    sequence: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+const INSERT: &str = "
+WITH seq AS (
+    INSERT INTO {s}.user_sequences AS us (user_id, app, sequence)
+    SELECT $2, $1, 1
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {s}.notifications
+        WHERE user_id = $2 AND app = $1 AND app_notification_id = $3)
+    ON CONFLICT (user_id, app) DO UPDATE SET sequence = us.sequence + 1
+    RETURNING us.sequence
+), ins AS (
+    INSERT INTO {s}.notifications (id, app, user_id, app_notification_id, grp, priority,
+        created_at, expires_at, display_ttl_ns, visual_title, visual_body, raw, targets,
+        fallback_delay_ns, fallback_title, fallback_body, read, action, status, changed_at,
+        sequence)
+    SELECT $4, $1, $2, $3, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, seq.sequence
+    FROM seq
+    ON CONFLICT (user_id, app, app_notification_id) DO NOTHING
+    RETURNING id, sequence, created_at, expires_at
+), eps AS (
+    SELECT e.id, e.platform FROM {s}.endpoints e
+    WHERE e.user_id = $2 AND e.app = $1 AND e.active AND (e.platform & $13) <> 0
+), dn AS (
+    INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
+        attempt, next_attempt_at, expires_at, state)
+    SELECT gen_random_uuid(), $1, $2, eps.id, ins.id, 'notification', ins.sequence, 0,
+        ins.created_at, ins.expires_at, 'pending'
+    FROM ins CROSS JOIN eps
+    UNION ALL
+    SELECT gen_random_uuid(), $1, $2, eps.id, ins.id, 'fallback_alert', ins.sequence, 0,
+        $21, ins.expires_at, 'pending'
+    FROM ins CROSS JOIN eps
+    WHERE eps.platform = 1 AND $21::timestamptz IS NOT NULL
+    RETURNING 1
+), wake AS (
+    SELECT pg_notify($22, '') WHERE $23 AND EXISTS (SELECT 1 FROM dn)
+)
+SELECT (SELECT sequence FROM ins) AS sequence,
+       (SELECT count(*) FROM dn) AS n,
+       (SELECT count(*) FROM wake) AS woke";
+
+/// [`Store::insert_notification`](tidings::Store::insert_notification) on any connection: a
+/// pooled one, or a host's inside its own transaction. One statement does the whole insert, so
+/// it is atomic even outside a transaction. With `notify`, the statement also wakes listening
+/// dispatchers (on commit) when it enqueued deliveries.
+pub(crate) async fn insert(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    n: Notification,
+    notify: bool,
+) -> Result<Inserted, StoreError> {
+    let row: InsertedRow = insert_query(names, &n, notify)?
+        .get_result(conn)
+        .await
+        .map_err(error::query)?;
+    finish_insert(names, conn, n, row).await
+}
+
+fn insert_query(names: &Names, n: &Notification, notify: bool) -> Result<Sql, StoreError> {
+    let fallback_due = n.fallback.as_ref().map(|f| n.created_at.plus(f.delay));
+    Ok(names
+        .sql(INSERT)
+        .bind(n.app.as_str())
+        .bind(n.user.as_str())
+        .bind(n.app_notification_id.clone())
+        .bind(n.id.as_uuid())
+        .bind(n.group.clone())
+        .bind(n.priority.as_str())
+        .bind(n.created_at)
+        .bind(n.expires_at)
+        .bind(n.display_ttl.map(duration_ns).transpose()?)
+        .bind(n.visual.as_ref().map(|v| v.title.clone()))
+        .bind(n.visual.as_ref().and_then(|v| v.body.clone()))
+        .bind(n.raw.clone())
+        .bind(i16::from(n.targets.bits()))
+        .bind(
+            n.fallback
+                .as_ref()
+                .map(|f| duration_ns(f.delay))
+                .transpose()?,
+        )
+        .bind(n.fallback.as_ref().map(|f| f.visual.title.clone()))
+        .bind(n.fallback.as_ref().and_then(|f| f.visual.body.clone()))
+        .bind(read_str(n.state.read))
+        .bind(action_str(n.state.action))
+        .bind(status_str(n.state.status))
+        .bind(n.state.changed_at)
+        .bind(fallback_due)
+        .bind(names.channel.clone())
+        .bind(notify))
+}
+
+/// The result of an insert statement: the new notification, or the one stored before.
+async fn finish_insert(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    n: Notification,
+    row: InsertedRow,
+) -> Result<Inserted, StoreError> {
+    if let Some(sequence) = row.sequence {
+        let mut notification = n;
+        notification.sequence = u64::try_from(sequence).map_err(error::corrupt)?;
+        return Ok(Inserted {
+            notification,
+            created: true,
+            deliveries: usize::try_from(row.n).map_err(error::corrupt)?,
+        });
+    }
+    let existing: NotificationRow = names
+        .sql(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM {{s}}.notifications n
+             WHERE n.user_id = $1 AND n.app = $2 AND n.app_notification_id = $3"
+        ))
+        .bind(n.user.as_str())
+        .bind(n.app.as_str())
+        .bind(n.app_notification_id.clone())
+        .get_result(conn)
+        .await
+        .map_err(error::query)?;
+    Ok(Inserted {
+        notification: existing.into_notification()?,
+        created: false,
+        deliveries: 0,
+    })
+}
+
+/// One notification of (app, user), unless expired at `now`.
+pub(crate) async fn get(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    app: &str,
+    user: &str,
+    id: uuid::Uuid,
+    now: tidings::Timestamp,
+) -> Result<Notification, StoreError> {
+    let rows: Vec<NotificationRow> = names
+        .sql(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM {{s}}.notifications n
+             WHERE n.id = $1 AND n.app = $2 AND n.user_id = $3 AND n.expires_at > $4"
+        ))
+        .bind(id)
+        .bind(app)
+        .bind(user)
+        .bind(now)
+        .load(conn)
+        .await
+        .map_err(error::query)?;
+    match rows.into_iter().next() {
+        Some(row) => row.into_notification(),
+        None => Err(StoreError::not_found(format!("notification {id}"))),
+    }
+}
+
+#[derive(QueryableByName)]
+struct FetchRow {
+    #[diesel(embed)]
+    n: NotificationRow,
+    #[diesel(sql_type = Bool)]
+    endpoint_found: bool,
+}
+
+const FETCH: &str = "
+WITH n AS (
+    SELECT {cols} FROM {s}.notifications n
+    WHERE n.id = $3 AND n.app = $1 AND n.user_id = $2 AND n.expires_at > $5
+), e AS (
+    SELECT e.id FROM {s}.endpoints e WHERE e.id = $4 AND e.app = $1 AND e.user_id = $2
+), del AS (
+    DELETE FROM {s}.deliveries d USING n, e
+    WHERE d.notification_id = n.id AND d.endpoint_id = e.id
+      AND d.kind = 'fallback_alert' AND d.state = 'pending'
+    RETURNING 1
+)
+SELECT n.*, EXISTS (SELECT 1 FROM e) AS endpoint_found, (SELECT count(*) FROM del) AS cancelled
+FROM n";
+
+/// [`Store::record_fetch`](tidings::Store::record_fetch).
+pub(crate) async fn record_fetch(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    app: &str,
+    user: &str,
+    id: uuid::Uuid,
+    endpoint: uuid::Uuid,
+    at: tidings::Timestamp,
+) -> Result<Notification, StoreError> {
+    let rows: Vec<FetchRow> = names
+        .sql(&FETCH.replace("{cols}", NOTIFICATION_COLUMNS))
+        .bind(app)
+        .bind(user)
+        .bind(id)
+        .bind(endpoint)
+        .bind(at)
+        .load(conn)
+        .await
+        .map_err(error::query)?;
+    match rows.into_iter().next() {
+        None => Err(StoreError::not_found(format!("notification {id}"))),
+        Some(row) if !row.endpoint_found => {
+            Err(StoreError::not_found(format!("endpoint {endpoint}")))
+        }
+        Some(row) => row.n.into_notification(),
+    }
+}
+
+const UPDATE_STATE: &str = "
+WITH upd AS (
+    UPDATE {s}.notifications n
+    SET read = $4, action = $5, status = $6, changed_at = $7, sequence = $8
+    WHERE n.id = $3
+    RETURNING {cols}
+), cancelled AS (
+    DELETE FROM {s}.deliveries d
+    WHERE d.notification_id = $3 AND d.state = 'pending'
+      AND (d.kind = 'fallback_alert' OR ($9 AND d.kind = 'notification'))
+    RETURNING 1
+), tgt AS (
+    SELECT e.id FROM {s}.endpoints e
+    WHERE e.user_id = $2 AND e.app = $1 AND e.active AND e.platform <> $14
+      AND e.id IS DISTINCT FROM $12 AND $10::timestamptz IS NOT NULL
+), bumped AS (
+    UPDATE {s}.deliveries d SET sequence = GREATEST(d.sequence, $8)
+    FROM tgt
+    WHERE d.user_id = $2 AND d.endpoint_id = tgt.id AND d.kind = 'sync' AND d.state = 'pending'
+      AND (d.lease_until IS NULL OR d.lease_until <= $7)
+    RETURNING d.endpoint_id
+), added AS (
+    INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
+        attempt, next_attempt_at, expires_at, state)
+    SELECT gen_random_uuid(), $1, $2, tgt.id, NULL, 'sync', $8, 0, $10, $11, 'pending'
+    FROM tgt WHERE tgt.id NOT IN (SELECT endpoint_id FROM bumped)
+    RETURNING 1
+), wake AS (
+    SELECT pg_notify($13, '') WHERE $10::timestamptz <= $7 AND EXISTS (SELECT 1 FROM added)
+)
+SELECT upd.*, (SELECT count(*) FROM cancelled) AS cancelled_n, (SELECT count(*) FROM wake) AS woke
+FROM upd";
+
+/// [`Store::update_state`](tidings::Store::update_state): one transaction that locks the
+/// notification, bumps the user's sequence (whose row lock orders concurrent changes of one
+/// user, so sync coalescing sees the previous change's signals), then applies everything else
+/// in one statement.
+pub(crate) async fn update_state(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    update: StateUpdate,
+) -> Result<Notification, StoreError> {
+    let result = conn
+        .transaction::<_, TxError, _>(|conn| {
+            async move {
+                let current: Vec<NotificationRow> = names
+                    .sql(&format!(
+                        "SELECT {NOTIFICATION_COLUMNS} FROM {{s}}.notifications n
+                         WHERE n.id = $1 AND n.app = $2 AND n.user_id = $3 FOR UPDATE"
+                    ))
+                    .bind(update.id.as_uuid())
+                    .bind(update.app.as_str())
+                    .bind(update.user.as_str())
+                    .load(conn)
+                    .await?;
+                let Some(current) = current.into_iter().next() else {
+                    return Err(TxError::Store(StoreError::not_found(format!(
+                        "notification {}",
+                        update.id
+                    ))));
+                };
+                let current = current.into_notification()?;
+                let next = update.patch.apply(current.state, update.at);
+                if (next.read, next.action, next.status)
+                    == (
+                        current.state.read,
+                        current.state.action,
+                        current.state.status,
+                    )
+                {
+                    return Ok(current);
+                }
+                let seq: Vec<CountRow> = names
+                    .sql(
+                        "INSERT INTO {s}.user_sequences AS us (user_id, app, sequence)
+                         VALUES ($1, $2, 1)
+                         ON CONFLICT (user_id, app) DO UPDATE SET sequence = us.sequence + 1
+                         RETURNING us.sequence AS n",
+                    )
+                    .bind(update.user.as_str())
+                    .bind(update.app.as_str())
+                    .load(conn)
+                    .await?;
+                let seq = seq.into_iter().next().map_or(1, |r| r.n);
+                let became_deleted =
+                    current.state.status != Status::Deleted && next.status == Status::Deleted;
+                let row: NotificationRow = names
+                    .sql(&UPDATE_STATE.replace("{cols}", NOTIFICATION_COLUMNS))
+                    .bind(update.app.as_str())
+                    .bind(update.user.as_str())
+                    .bind(update.id.as_uuid())
+                    .bind(read_str(next.read))
+                    .bind(action_str(next.action))
+                    .bind(status_str(next.status))
+                    .bind(update.at)
+                    .bind(seq)
+                    .bind(became_deleted)
+                    .bind(update.sync.map(|s| s.due_at))
+                    .bind(update.sync.map(|s| s.expires_at))
+                    .bind(update.origin.map(|o| o.as_uuid()))
+                    .bind(names.channel.clone())
+                    .bind(platform_bit(Platform::WebPush))
+                    .get_result(conn)
+                    .await?;
+                Ok(row.into_notification()?)
+            }
+            .scope_boxed()
+        })
+        .await;
+    result.map_err(TxError::into_store)
+}
+
+/// [`Store::history`](tidings::Store::history): a keyset page on
+/// `notifications_history (user_id, app, created_at DESC, id DESC)`.
+pub(crate) async fn history(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    query: &HistoryQuery,
+) -> Result<HistoryPage, StoreError> {
+    let mut text = format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM {{s}}.notifications n
+         WHERE n.user_id = $1 AND n.app = $2 AND n.expires_at > $3"
+    );
+    let mut binds: Vec<Bind> = vec![
+        query.user.as_str().into(),
+        query.app.as_str().into(),
+        query.now.into(),
+    ];
+    let mut add = |clause: &str, values: Vec<Bind>, text: &mut String| {
+        let mut clause = clause.to_owned();
+        for (i, v) in values.into_iter().enumerate() {
+            binds.push(v);
+            clause = clause.replace(&format!("?{i}"), &format!("${}", binds.len()));
+        }
+        text.push_str(&clause);
+    };
+    let f = &query.filter;
+    if !f.include_deleted {
+        add(" AND n.status = 'active'", vec![], &mut text);
+    }
+    if let Some(read) = f.read {
+        add(" AND n.read = ?0", vec![read_str(read).into()], &mut text);
+    }
+    if let Some(action) = f.action {
+        add(
+            " AND n.action = ?0",
+            vec![action_str(action).into()],
+            &mut text,
+        );
+    }
+    if let Some(group) = &f.group {
+        add(" AND n.grp = ?0", vec![group.clone().into()], &mut text);
+    }
+    if let Some(since) = f.since {
+        add(" AND n.created_at >= ?0", vec![since.into()], &mut text);
+    }
+    if let Some(after) = query.after {
+        add(
+            " AND (n.created_at, n.id) < (?0, ?1)",
+            vec![after.created_at.into(), after.id.as_uuid().into()],
+            &mut text,
+        );
+    }
+    let limit = query.limit.max(1);
+    add(
+        " ORDER BY n.created_at DESC, n.id DESC LIMIT ?0",
+        vec![i64::try_from(limit + 1).unwrap_or(i64::MAX).into()],
+        &mut text,
+    );
+    let q = binds.into_iter().fold(names.sql(&text), Sql::bind_raw);
+    let rows: Vec<NotificationRow> = q.load(conn).await.map_err(error::query)?;
+    let more = rows.len() > limit;
+    let items = rows
+        .into_iter()
+        .take(limit)
+        .map(NotificationRow::into_notification)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more {
+        items.last().map(HistoryCursor::of)
+    } else {
+        None
+    };
+    Ok(HistoryPage { items, next })
+}
+
+/// [`Store::changes`](tidings::Store::changes): on `notifications_changes (user_id, app,
+/// sequence)`. Each notification holds the sequence of its latest change, so it appears once.
+pub(crate) async fn changes(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    query: &ChangesQuery,
+) -> Result<ChangePage, StoreError> {
+    let limit = query.limit.max(1);
+    let rows: Vec<NotificationRow> = names
+        .sql(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM {{s}}.notifications n
+             WHERE n.user_id = $1 AND n.app = $2 AND n.sequence > $3 AND n.expires_at > $4
+             ORDER BY n.sequence LIMIT $5"
+        ))
+        .bind(query.user.as_str())
+        .bind(query.app.as_str())
+        .bind(i64::try_from(query.since).unwrap_or(i64::MAX))
+        .bind(query.now)
+        .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+        .load(conn)
+        .await
+        .map_err(error::query)?;
+    let more = rows.len() > limit;
+    let changes = rows
+        .into_iter()
+        .take(limit)
+        .map(NotificationRow::into_notification)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_since = changes.last().map_or(query.since, |n| n.sequence);
+    Ok(ChangePage {
+        changes,
+        next_since,
+        more,
+    })
+}
+
+/// [`Store::current_sequence`](tidings::Store::current_sequence).
+pub(crate) async fn current_sequence(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    app: &str,
+    user: &str,
+) -> Result<u64, StoreError> {
+    let rows: Vec<CountRow> = names
+        .sql("SELECT sequence AS n FROM {s}.user_sequences WHERE user_id = $1 AND app = $2")
+        .bind(user)
+        .bind(app)
+        .load(conn)
+        .await
+        .map_err(error::query)?;
+    let n = rows.into_iter().next().map_or(0, |r| r.n);
+    u64::try_from(n).map_err(error::corrupt)
+}
