@@ -7,7 +7,7 @@
 //! ([`ApnsMock::requests`]); and it answers what a test scripted per device token
 //! ([`ApnsMock::script`], [`ApnsMock::script_once`]). Dropping the mock stops the server.
 //!
-//! See `MOCKS-apns-fcm.md` in the crate for a walk-through.
+//! See `docs/mocks-apns-fcm.md` in the crate for a walk-through.
 
 mod keys;
 mod tls;

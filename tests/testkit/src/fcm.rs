@@ -13,7 +13,7 @@
 //! Every request is recorded ([`FcmMock::requests`], [`FcmMock::token_requests`]); replies can
 //! be scripted per registration token ([`FcmMock::script`]). Dropping the mock stops it.
 //!
-//! See `MOCKS-apns-fcm.md` in the crate for a walk-through.
+//! See `docs/mocks-apns-fcm.md` in the crate for a walk-through.
 
 use crate::gateway;
 mod keys;
