@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
-//!     cargo run -p tidings-postgres --example axum_host            # scripted demo, then exits
-//! DATABASE_URL=... cargo run -p tidings-postgres --example axum_host -- --serve   # serve on 127.0.0.1:3000
+//!     cargo run --example pg_host            # scripted demo, then exits
+//! DATABASE_URL=... cargo run --example pg_host -- --serve   # serve on 127.0.0.1:3000
 //! ```
 //!
 //! The demo drives the router in-process (no client needed) and prints each step. With
