@@ -136,7 +136,7 @@ impl PushAddress {
                 Ok(PushAddress::Fcm { token })
             }
             PushAddress::Wns { channel_uri } => {
-                check_push_url(&channel_uri, &policy.wns_hosts, policy)
+                check_push_url(&channel_uri, &policy.wns_hosts, policy.loopback_for_tests)
                     .map_err(|r| ValidationError::new("channel_uri", r))?;
                 Ok(PushAddress::Wns { channel_uri })
             }
@@ -145,7 +145,7 @@ impl PushAddress {
                 p256dh,
                 auth,
             } => {
-                check_push_url(&endpoint, &policy.webpush_hosts, policy)
+                check_push_url(&endpoint, &policy.webpush_hosts, policy.loopback_for_tests)
                     .map_err(|r| ValidationError::new("endpoint", r))?;
                 let key = decode_b64url(&p256dh)
                     .ok_or_else(|| ValidationError::new("p256dh", "must be base64url"))?;
@@ -181,9 +181,19 @@ fn decode_b64url(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Checks a client-supplied push URL: https, no userinfo, default port, no IP literal, host on
-/// the allowlist (exact or dot-anchored suffix). Returns the reason on failure.
-fn check_push_url(text: &str, allowed: &[String], policy: &AddressPolicy) -> Result<(), String> {
+/// Checks a client-supplied push URL and returns it parsed: https, no user information, the
+/// default port, a host name (not an IP literal, in any notation) on `allowed` (exact or
+/// dot-anchored suffix, see [`host_allowed`]), at most [`MAX_ADDRESS_LEN`] bytes. With
+/// `loopback_for_tests` (never in production), `http(s)` URLs on `127.0.0.1`, `[::1]` or
+/// `localhost`, any port, pass too, so tests reach `tidings-testkit`'s loopback fakes.
+///
+/// Registration checks every address with it, and channels check again before each send. The
+/// error is the reason, in words.
+pub fn check_push_url(
+    text: &str,
+    allowed: &[String],
+    loopback_for_tests: bool,
+) -> Result<url::Url, String> {
     if text.len() > MAX_ADDRESS_LEN {
         return Err(format!("must be at most {MAX_ADDRESS_LEN} bytes"));
     }
@@ -191,21 +201,21 @@ fn check_push_url(text: &str, allowed: &[String], policy: &AddressPolicy) -> Res
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry user information".into());
     }
+    let loopback = loopback_for_tests && matches!(url.scheme(), "http" | "https");
     let host = match url.host() {
         Some(url::Host::Domain(h)) => h.to_ascii_lowercase(),
-        Some(url::Host::Ipv4(ip)) if policy.loopback_for_tests && ip.is_loopback() => {
-            return check_loopback_scheme(&url)
-        }
+        Some(url::Host::Ipv4(ip)) if loopback && ip.is_loopback() => return Ok(url),
+        Some(url::Host::Ipv6(ip)) if loopback && ip.is_loopback() => return Ok(url),
         Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_)) => {
             return Err("must name a host, not an IP address".into())
         }
         None => return Err("must have a host".into()),
     };
-    if policy.loopback_for_tests && host == "localhost" {
-        return check_loopback_scheme(&url);
+    if loopback && host == "localhost" {
+        return Ok(url);
     }
     // A domain that parses as an IP address in another notation (e.g. "0x7f.1") is refused too.
-    if host.parse::<IpAddr>().is_ok() {
+    if host.trim_end_matches('.').parse::<IpAddr>().is_ok() {
         return Err("must name a host, not an IP address".into());
     }
     if url.scheme() != "https" {
@@ -217,14 +227,7 @@ fn check_push_url(text: &str, allowed: &[String], policy: &AddressPolicy) -> Res
     if !host_allowed(&host, allowed) {
         return Err(format!("host {host} is not an allowed push service"));
     }
-    Ok(())
-}
-
-fn check_loopback_scheme(url: &url::Url) -> Result<(), String> {
-    match url.scheme() {
-        "http" | "https" => Ok(()),
-        _ => Err("must use http or https".into()),
-    }
+    Ok(url)
 }
 
 /// Whether `host` equals an allowed host or is a subdomain of one (dot-anchored, so

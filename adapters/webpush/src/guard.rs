@@ -7,7 +7,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use tidings::endpoint::{host_allowed, MAX_ADDRESS_LEN};
 use tidings::PushError;
 
 /// A checked endpoint: the URL to post to and its origin (the VAPID `aud`).
@@ -39,52 +38,14 @@ pub fn check_endpoint(
     allowed_hosts: &[String],
     loopback_for_tests: bool,
 ) -> Result<Target, PushError> {
-    let refuse = |why: String| {
-        Err(PushError::rejected(format!("endpoint refused: {why}")).with_reason(REFUSED_REASON))
-    };
-    if endpoint.len() > MAX_ADDRESS_LEN {
-        return refuse(format!("longer than {MAX_ADDRESS_LEN} bytes"));
-    }
-    let url = match url::Url::parse(endpoint) {
-        Ok(u) => u,
-        Err(e) => return refuse(format!("not a URL ({e})")),
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return refuse("carries user information".into());
-    }
-    let origin = url.origin().ascii_serialization();
-    let target = Target {
+    let url = tidings::endpoint::check_push_url(endpoint, allowed_hosts, loopback_for_tests)
+        .map_err(|why| {
+            PushError::rejected(format!("endpoint refused: {why}")).with_reason(REFUSED_REASON)
+        })?;
+    Ok(Target {
         url: endpoint.to_owned(),
-        origin,
-    };
-    let loopback_scheme = matches!(url.scheme(), "http" | "https");
-    let host = match url.host() {
-        Some(url::Host::Domain(h)) => h.to_ascii_lowercase(),
-        Some(url::Host::Ipv4(ip)) if loopback_for_tests && ip.is_loopback() && loopback_scheme => {
-            return Ok(target)
-        }
-        Some(url::Host::Ipv6(ip)) if loopback_for_tests && ip.is_loopback() && loopback_scheme => {
-            return Ok(target)
-        }
-        Some(_) => return refuse("an IP address instead of a host name".into()),
-        None => return refuse("no host".into()),
-    };
-    if loopback_for_tests && host == "localhost" && loopback_scheme {
-        return Ok(target);
-    }
-    if host.trim_end_matches('.').parse::<IpAddr>().is_ok() {
-        return refuse("an IP address instead of a host name".into());
-    }
-    if url.scheme() != "https" {
-        return refuse("not https".into());
-    }
-    if url.port().is_some_and(|p| p != 443) {
-        return refuse("not the default https port".into());
-    }
-    if !host_allowed(&host, allowed_hosts) {
-        return refuse(format!("host {host} is not an allowed push service"));
-    }
-    Ok(target)
+        origin: url.origin().ascii_serialization(),
+    })
 }
 
 /// Whether `ip` is a public unicast address a push service may have.
@@ -242,7 +203,10 @@ mod tests {
             assert!(!e.endpoint_gone(), "{bad}");
             assert_eq!(e.reason(), Some(REFUSED_REASON));
         }
-        let long = format!("https://fcm.googleapis.com/{}", "a".repeat(MAX_ADDRESS_LEN));
+        let long = format!(
+            "https://fcm.googleapis.com/{}",
+            "a".repeat(tidings::endpoint::MAX_ADDRESS_LEN)
+        );
         assert!(check_endpoint(&long, &hosts(), false).is_err());
     }
 
