@@ -12,6 +12,7 @@ pub mod notification;
 pub mod platform;
 pub mod store;
 pub mod time;
+pub mod token;
 
 pub use app::{App, PayloadMode};
 pub use channel::{Accepted, ChannelCapabilities, Push, PushChannel, PushContent};

@@ -3,12 +3,13 @@
 //! a time.
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use tidings::token::TokenCache;
 use tidings::{Clock, PushError, Timestamp, ValidationError};
 
 use crate::config::ServiceAccountKey;
@@ -16,8 +17,8 @@ use crate::response::parse_retry_after;
 
 /// The scope FCM sends need.
 pub const MESSAGING_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
-/// Access tokens are refreshed this long before they expire.
-pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// Access tokens are refreshed this long before they expire (core's [`TokenCache`] rule).
+pub use tidings::token::REFRESH_MARGIN;
 /// Lifetime of the signed assertion (Google allows at most one hour).
 const ASSERTION_LIFETIME: i64 = 3600;
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -49,25 +50,13 @@ struct OAuthError {
 /// A cached access token: the ready `Authorization` header value (marked sensitive).
 pub(crate) struct AccessToken {
     pub(crate) header: HeaderValue,
-    refresh_at: Timestamp,
 }
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
             .field("header", &"<redacted>")
-            .field("refresh_at", &self.refresh_at)
             .finish()
-    }
-}
-
-/// When a token with `expires_in` fetched at `now` should be replaced: `REFRESH_MARGIN` before
-/// it expires, or halfway through a lifetime shorter than twice the margin.
-pub(crate) fn refresh_at(now: Timestamp, expires_in: Duration) -> Timestamp {
-    if expires_in > REFRESH_MARGIN * 2 {
-        now.plus(expires_in - REFRESH_MARGIN)
-    } else {
-        now.plus(expires_in / 2)
     }
 }
 
@@ -79,18 +68,16 @@ pub(crate) struct TokenSource {
     token_uri: String,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
-    current: RwLock<Option<Arc<AccessToken>>>,
-    refresh: tokio::sync::Mutex<()>,
+    cache: TokenCache<AccessToken>,
 }
 
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cached = self.cached().map(|t| t.refresh_at);
         f.debug_struct("TokenSource")
             .field("client_email", &self.client_email)
             .field("token_uri", &self.token_uri)
             .field("private_key", &"<redacted>")
-            .field("access_token_refresh_at", &cached)
+            .field("access_token_refresh_at", &self.cache.refresh_at())
             .finish()
     }
 }
@@ -114,34 +101,15 @@ impl TokenSource {
             key,
             token_uri: token_uri.to_owned(),
             http,
+            cache: TokenCache::new(Arc::clone(&clock)),
             clock,
-            current: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
         })
-    }
-
-    fn cached(&self) -> Option<Arc<AccessToken>> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn fresh(&self) -> Option<Arc<AccessToken>> {
-        self.cached().filter(|t| self.clock.now() < t.refresh_at)
     }
 
     /// A valid access token: the cached one, or a new one (one fetch at a time; callers that
     /// waited for it use its result).
     pub(crate) async fn token(&self) -> Result<Arc<AccessToken>, PushError> {
-        if let Some(token) = self.fresh() {
-            return Ok(token);
-        }
-        let _guard = self.refresh.lock().await;
-        if let Some(token) = self.fresh() {
-            return Ok(token);
-        }
-        self.fetch().await
+        self.cache.get(|| self.fetch()).await
     }
 
     /// A new token after FCM refused `rejected`; if another caller already replaced it, that
@@ -150,11 +118,7 @@ impl TokenSource {
         &self,
         rejected: &Arc<AccessToken>,
     ) -> Result<Arc<AccessToken>, PushError> {
-        let _guard = self.refresh.lock().await;
-        if let Some(token) = self.fresh().filter(|t| !Arc::ptr_eq(t, rejected)) {
-            return Ok(token);
-        }
-        self.fetch().await
+        self.cache.replace(rejected, || self.fetch()).await
     }
 
     /// The signed assertion for a token request at `now`.
@@ -174,7 +138,7 @@ impl TokenSource {
         })
     }
 
-    async fn fetch(&self) -> Result<Arc<AccessToken>, PushError> {
+    async fn fetch(&self) -> Result<(AccessToken, Duration), PushError> {
         let now = self.clock.now();
         let assertion = self.assertion(now)?;
         let response = self
@@ -208,17 +172,12 @@ impl TokenSource {
         let mut header = HeaderValue::try_from(format!("Bearer {}", parsed.access_token))
             .map_err(|_| PushError::unavailable("the access token is not a header value"))?;
         header.set_sensitive(true);
-        let token = Arc::new(AccessToken {
-            header,
-            refresh_at: refresh_at(self.clock.now(), expires_in),
-        });
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&token));
         tracing::debug!(
             client_email = %self.client_email,
             expires_in = expires_in.as_secs(),
             "FCM access token obtained"
         );
-        Ok(token)
+        Ok((AccessToken { header }, expires_in))
     }
 }
 
@@ -265,20 +224,6 @@ mod tests {
     use tidings::PushErrorKind;
 
     use super::*;
-
-    #[test]
-    fn tokens_refresh_five_minutes_before_expiry() {
-        let t0 = Timestamp::from_secs(1_000_000);
-        assert_eq!(
-            refresh_at(t0, Duration::from_secs(3600)),
-            Timestamp::from_secs(1_000_000 + 3300)
-        );
-        assert_eq!(
-            refresh_at(t0, Duration::from_secs(400)),
-            Timestamp::from_secs(1_000_000 + 200),
-            "a short-lived token is used for half its life"
-        );
-    }
 
     #[test]
     fn refused_grants_are_misconfiguration_and_outages_retry() {
