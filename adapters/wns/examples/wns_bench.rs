@@ -20,6 +20,7 @@ use tidings::{
     AppId, DeliveryId, DeliveryKind, Endpoint, EndpointId, NotificationId, Priority, Push,
     PushAddress, PushChannel, PushContent, Timestamp, UserId, VisualContent,
 };
+use tidings_testkit::bench::{load_average, thread_cpu_secs};
 use tidings_testkit::wns::WnsMock;
 use tidings_wns::{WnsAppConfig, WnsChannel, WnsCredentials};
 
@@ -28,36 +29,6 @@ const CHANNELS: usize = 3_000;
 const IN_FLIGHT: usize = 256;
 const CLIENT_THREADS: &str = "wns-client";
 const MOCK_THREADS: &str = "wns-mock";
-
-/// CPU seconds (user + system) used so far by this process's threads whose name starts with
-/// `prefix`; `None` where `/proc` is not there.
-fn thread_cpu_secs(prefix: &str) -> Option<f64> {
-    let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
-        }
-        // After the name: state is field 3; utime and stime are fields 14 and 15.
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-        let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        ticks += utime + stime;
-    }
-    Some(ticks as f64 / ticks_per_sec)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
 
 fn push_to(app: &AppId, channel_uri: String, i: usize) -> Push {
     let now = Timestamp::now_utc();

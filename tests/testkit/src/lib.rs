@@ -11,6 +11,7 @@ mod loopback;
 
 #[cfg(feature = "mock-apns")]
 pub mod apns;
+pub mod bench;
 pub mod channel;
 #[cfg(feature = "mock-fcm")]
 pub mod fcm;
