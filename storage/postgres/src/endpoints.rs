@@ -13,7 +13,7 @@ use crate::store::{Names, TxError};
 /// Deletes the pending deliveries of endpoint `$1` for user `$2` (deliveries carry the user they
 /// were enqueued for, and an endpoint's pending ones always belong to its current user).
 const DROP_PENDING: &str = "DELETE FROM {s}.deliveries
-    WHERE endpoint_id = $1 AND user_id = $2 AND state = 'pending'";
+    WHERE endpoint_id = $1 AND user_id = $2";
 
 /// [`Store::upsert_endpoint`](tidings::Store::upsert_endpoint), in one transaction. A race with
 /// another registration of the same new address (a unique violation on insert) is retried.
@@ -182,7 +182,7 @@ pub(crate) async fn delete(
                  RETURNING id, user_id
              ), d AS (
                  DELETE FROM {s}.deliveries d USING e
-                 WHERE d.endpoint_id = e.id AND d.user_id = e.user_id AND d.state = 'pending'
+                 WHERE d.endpoint_id = e.id AND d.user_id = e.user_id
                  RETURNING 1
              )
              SELECT count(*) AS n FROM e",
@@ -220,7 +220,7 @@ pub(crate) async fn deactivate_stale(
                  -- the two lists select exactly those of the deactivated endpoints.
                  DELETE FROM {s}.deliveries d
                  WHERE d.user_id = ANY (ARRAY(SELECT user_id FROM e))
-                   AND d.endpoint_id = ANY (ARRAY(SELECT id FROM e)) AND d.state = 'pending'
+                   AND d.endpoint_id = ANY (ARRAY(SELECT id FROM e))
                  RETURNING 1
              )
              SELECT count(*) AS n FROM e",

@@ -49,13 +49,13 @@ WITH seq AS (
     WHERE e.user_id = $2 AND e.app = $1 AND e.active AND (e.platform & $13) <> 0
 ), dn AS (
     INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
-        attempt, next_attempt_at, expires_at, state)
+        attempt, next_attempt_at, expires_at)
     SELECT gen_random_uuid(), $1, $2, eps.id, ins.id, 'notification', ins.sequence, 0,
-        ins.created_at, ins.expires_at, 'pending'
+        ins.created_at, ins.expires_at
     FROM ins CROSS JOIN eps
     UNION ALL
     SELECT gen_random_uuid(), $1, $2, eps.id, ins.id, 'fallback_alert', ins.sequence, 0,
-        $21, ins.expires_at, 'pending'
+        $21, ins.expires_at
     FROM ins CROSS JOIN eps
     WHERE eps.platform = 1 AND $21::timestamptz IS NOT NULL
     RETURNING 1
@@ -195,7 +195,7 @@ WITH n AS (
 ), del AS (
     DELETE FROM {s}.deliveries d USING n, e
     WHERE d.notification_id = n.id AND d.endpoint_id = e.id
-      AND d.kind = 'fallback_alert' AND d.state = 'pending'
+      AND d.kind = 'fallback_alert'
     RETURNING 1
 )
 SELECT n.*, EXISTS (SELECT 1 FROM e) AS endpoint_found, (SELECT count(*) FROM del) AS cancelled
@@ -238,7 +238,7 @@ WITH upd AS (
     RETURNING {cols}
 ), cancelled AS (
     DELETE FROM {s}.deliveries d
-    WHERE d.notification_id = $3 AND d.state = 'pending'
+    WHERE d.notification_id = $3
       AND (d.kind = 'fallback_alert' OR ($9 AND d.kind = 'notification'))
     RETURNING 1
 ), tgt AS (
@@ -248,13 +248,13 @@ WITH upd AS (
 ), bumped AS (
     UPDATE {s}.deliveries d SET sequence = GREATEST(d.sequence, $8)
     FROM tgt
-    WHERE d.user_id = $2 AND d.endpoint_id = tgt.id AND d.kind = 'sync' AND d.state = 'pending'
+    WHERE d.user_id = $2 AND d.endpoint_id = tgt.id AND d.kind = 'sync'
       AND (d.lease_until IS NULL OR d.lease_until <= $7)
     RETURNING d.endpoint_id
 ), added AS (
     INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
-        attempt, next_attempt_at, expires_at, state)
-    SELECT gen_random_uuid(), $1, $2, tgt.id, NULL, 'sync', $8, 0, $10, $11, 'pending'
+        attempt, next_attempt_at, expires_at)
+    SELECT gen_random_uuid(), $1, $2, tgt.id, NULL, 'sync', $8, 0, $10, $11
     FROM tgt WHERE tgt.id NOT IN (SELECT endpoint_id FROM bumped)
     RETURNING 1
 ), wake AS (

@@ -16,25 +16,29 @@ use crate::rows::{LeasedRow, NotificationRow, ENDPOINT_COLUMNS, NOTIFICATION_COL
 use crate::sql::{ts, Bind};
 use crate::store::Names;
 
-/// Leases due deliveries in one statement. A leased delivery's `next_attempt_at` moves to the
-/// lease deadline, so it is not due again until the lease lapses, and the partial index
-/// `deliveries_due` finds due work and lapsed leases alike. `SKIP LOCKED` lets concurrent
-/// dispatchers (in any process) take disjoint batches without waiting for each other.
+/// Leases due deliveries in one statement. `SKIP LOCKED` lets concurrent dispatchers (in any
+/// process) take disjoint batches without waiting for each other.
+///
+/// A lease sets only columns no index covers (`attempt`, `lease_token`, `lease_until`), so the
+/// row is rewritten in place on its page (a HOT update, see the migration that sets the
+/// table's fillfactor) instead of into every index. Leased rows therefore keep their place in
+/// `deliveries_due`, and the scan steps over those whose lease has not lapsed: at most the
+/// deliveries in flight, a few batches.
 const LEASE: &str = "
 WITH due AS (
-    SELECT d.id, d.next_attempt_at FROM {s}.deliveries d
+    SELECT d.id FROM {s}.deliveries d
     JOIN {s}.endpoints e ON e.id = d.endpoint_id
-    WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND d.expires_at > $1 AND e.active
+    WHERE d.next_attempt_at <= $1 AND d.expires_at > $1
+      AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.active
     ORDER BY d.next_attempt_at
     LIMIT $2
     FOR UPDATE OF d SKIP LOCKED
 ), leased AS (
     UPDATE {s}.deliveries d
-    SET attempt = d.attempt + 1, lease_token = gen_random_uuid(), lease_until = $3,
-        next_attempt_at = $3
+    SET attempt = d.attempt + 1, lease_token = gen_random_uuid(), lease_until = $3
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.app, d.user_id, d.endpoint_id, d.notification_id, d.kind, d.sequence,
-        d.attempt, due.next_attempt_at AS due_at, d.expires_at, d.lease_token, d.lease_until
+        d.attempt, d.next_attempt_at AS due_at, d.expires_at, d.lease_token, d.lease_until
 )
 SELECT l.id AS d_id, l.app AS d_app, l.user_id AS d_user_id,
     l.notification_id AS d_notification_id, l.kind AS d_kind, l.sequence AS d_sequence,
@@ -101,43 +105,43 @@ struct OutcomeRow {
 /// Applies a whole batch of outcomes in one statement. Rows are locked in id order, so two
 /// batches never deadlock on each other; an outcome whose lease token no longer matches (the
 /// lease was retaken) or whose delivery is gone matches no row and counts as stale.
+///
+/// A retry goes back to the outbox with its new due time; every other outcome finishes the
+/// delivery, which is deleted (the outbox holds pending work only; the outcome is reported by
+/// the dispatcher's metrics and traces). A delete writes no index entries.
 const OUTCOMES: &str = "
 WITH o AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
-        $6::text[], $7::text[], $8::timestamptz[])
-        AS o(id, lease, kind, retry_at, error, pmid, address_key, at)
+        $6::text[]) AS o(id, lease, kind, retry_at, error, address_key)
 ), cur AS (
-    SELECT d.id, o.kind, o.retry_at, o.error, o.pmid, o.address_key, o.at
+    SELECT d.id, o.kind, o.retry_at, o.error, o.address_key
     FROM {s}.deliveries d JOIN o ON d.id = o.id AND d.lease_token = o.lease
-    WHERE d.state = 'pending'
     ORDER BY d.id
     FOR UPDATE OF d
-), upd AS (
-    UPDATE {s}.deliveries d SET
-        state = CASE c.kind WHEN 'retry' THEN 'pending' WHEN 'accepted' THEN 'done'
-            ELSE 'failed' END,
-        next_attempt_at = CASE WHEN c.kind = 'retry' THEN c.retry_at ELSE d.next_attempt_at END,
-        lease_token = NULL,
-        lease_until = NULL,
-        last_error = CASE WHEN c.kind = 'accepted' THEN NULL ELSE c.error END,
-        provider_message_id = c.pmid,
-        finished_at = CASE WHEN c.kind = 'retry' THEN NULL ELSE c.at END
+), retried AS (
+    UPDATE {s}.deliveries d SET next_attempt_at = c.retry_at, lease_token = NULL,
+        lease_until = NULL, last_error = c.error
     FROM cur c
-    WHERE d.id = c.id
+    WHERE d.id = c.id AND c.kind = 'retry'
+    RETURNING d.id
+), finished AS (
+    DELETE FROM {s}.deliveries d USING cur c
+    WHERE d.id = c.id AND c.kind <> 'retry'
     RETURNING d.id, d.endpoint_id, c.kind, c.address_key, c.error
 ), gone AS (
     UPDATE {s}.endpoints e SET active = false, deactivation_reason = g.error
     FROM (SELECT DISTINCT ON (endpoint_id) endpoint_id, address_key, error
-          FROM upd WHERE kind = 'gone') g
+          FROM finished WHERE kind = 'gone') g
     WHERE e.id = g.endpoint_id AND e.address_key = g.address_key AND e.active
     RETURNING e.id, e.user_id
 ), dropped AS (
     DELETE FROM {s}.deliveries d USING gone
-    WHERE d.endpoint_id = gone.id AND d.user_id = gone.user_id AND d.state = 'pending'
-      AND NOT EXISTS (SELECT 1 FROM upd WHERE upd.id = d.id)
+    WHERE d.endpoint_id = gone.id AND d.user_id = gone.user_id
+      AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.id = d.id)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM upd) AS applied, (SELECT count(*) FROM gone) AS deactivated";
+SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM finished) AS applied,
+    (SELECT count(*) FROM gone) AS deactivated";
 
 /// [`Store::record_outcomes`](tidings::Store::record_outcomes): the whole batch in one
 /// statement (one round trip, one transaction).
@@ -155,28 +159,22 @@ pub(crate) async fn record_outcomes(
     let mut kinds = Vec::with_capacity(total);
     let mut retry_at = Vec::with_capacity(total);
     let mut errors = Vec::with_capacity(total);
-    let mut pmids = Vec::with_capacity(total);
     let mut keys = Vec::with_capacity(total);
-    let mut at = Vec::with_capacity(total);
     for o in outcomes {
         ids.push(o.delivery.as_uuid());
         leases.push(o.lease.as_uuid());
-        at.push(ts(o.at));
-        let (kind, retry, error, pmid, key) = match o.outcome {
-            Outcome::Accepted {
-                provider_message_id,
-            } => ("accepted", None, None, provider_message_id, None),
-            Outcome::Retry { at, error } => ("retry", Some(ts(at)), Some(error), None, None),
-            Outcome::Failed { error } => ("failed", None, Some(error), None, None),
+        let (kind, retry, error, key) = match o.outcome {
+            Outcome::Accepted { .. } => ("accepted", None, None, None),
+            Outcome::Retry { at, error } => ("retry", Some(ts(at)), Some(error), None),
+            Outcome::Failed { error } => ("failed", None, Some(error), None),
             Outcome::EndpointGone {
                 reason,
                 address_key,
-            } => ("gone", None, Some(reason), None, Some(address_key)),
+            } => ("gone", None, Some(reason), Some(address_key)),
         };
         kinds.push(kind.to_owned());
         retry_at.push(retry);
         errors.push(error);
-        pmids.push(pmid);
         keys.push(key);
     }
     let row: OutcomeRow = names
@@ -186,9 +184,7 @@ pub(crate) async fn record_outcomes(
         .bind_raw(Bind::TextArr(kinds))
         .bind_raw(Bind::OptTsArr(retry_at))
         .bind_raw(Bind::OptTextArr(errors))
-        .bind_raw(Bind::OptTextArr(pmids))
         .bind_raw(Bind::OptTextArr(keys))
-        .bind_raw(Bind::TsArr(at))
         .get_result(conn)
         .await
         .map_err(error::query)?;

@@ -43,7 +43,14 @@ async fn migrate_is_idempotent_and_safe_when_instances_start_together() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     // Exactly one of the two applied the migrations; the other found nothing to do.
-    assert_eq!(ra.applied.len() + rb.applied.len(), 1, "{ra:?} {rb:?}");
+    let (did, idle) = if ra.applied.is_empty() {
+        (&rb, &ra)
+    } else {
+        (&ra, &rb)
+    };
+    assert!(idle.applied.is_empty(), "{ra:?} {rb:?}");
+    assert_eq!(did.applied.last(), Some(&did.current), "{ra:?} {rb:?}");
+    assert!(did.applied.len() >= 2, "every migration ran: {did:?}");
     assert_eq!(ra.current, rb.current);
     let again = a.migrate().await.unwrap();
     assert!(again.applied.is_empty());
@@ -53,6 +60,106 @@ async fn migrate_is_idempotent_and_safe_when_instances_start_together() {
         .await
         .unwrap();
     assert_eq!(b.endpoints(&ep.app, &ep.user).await.unwrap(), vec![ep]);
+    drop_schema(&url, &schema).await;
+}
+
+/// A schema at the first migration, with deliveries in every state that version knew, upgrades
+/// to the outbox that holds pending work only: finished deliveries go, pending ones stay
+/// (leased ones keep their lease), and the upgraded store leases and finishes them.
+#[tokio::test]
+async fn upgrade_from_the_first_schema_keeps_pending_work() {
+    let url = database_url().await;
+    let schema = schema_name();
+    let admin = common::admin(&url).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\";
+             CREATE TABLE __diesel_schema_migrations (
+                 version VARCHAR(50) PRIMARY KEY NOT NULL,
+                 run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             {first}
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('20261203000001');
+             INSERT INTO endpoints (id, app, user_id, platform, address_key, address_hash,
+                 address, active, created_at, last_seen_at)
+             VALUES ('00000000-0000-0000-0000-0000000000e1', 'app', 'alice', 2, 'fcm:t',
+                 '\\x00', '{{\"platform\":\"fcm\",\"token\":\"t\"}}', true,
+                 now(), now());
+             INSERT INTO deliveries (id, app, user_id, endpoint_id, kind, sequence, attempt,
+                 next_attempt_at, expires_at, state, lease_token, lease_until, finished_at)
+             VALUES
+               ('00000000-0000-0000-0000-000000000001', 'app', 'alice',
+                '00000000-0000-0000-0000-0000000000e1', 'sync', 1, 0, now() - interval '1 h',
+                now() + interval '1 day', 'pending', NULL, NULL, NULL),
+               ('00000000-0000-0000-0000-000000000002', 'app', 'alice',
+                '00000000-0000-0000-0000-0000000000e1', 'sync', 2, 1, now() - interval '1 min',
+                now() + interval '1 day', 'pending', gen_random_uuid(),
+                now() - interval '1 min', NULL),
+               ('00000000-0000-0000-0000-000000000003', 'app', 'alice',
+                '00000000-0000-0000-0000-0000000000e1', 'sync', 3, 1, now() - interval '1 h',
+                now() + interval '1 day', 'done', NULL, NULL, now()),
+               ('00000000-0000-0000-0000-000000000004', 'app', 'alice',
+                '00000000-0000-0000-0000-0000000000e1', 'sync', 4, 1, now() - interval '1 h',
+                now() + interval '1 day', 'failed', NULL, NULL, now());",
+            first = include_str!("../migrations/2026-12-03-000001_create_tidings/up.sql"),
+        ))
+        .await
+        .unwrap();
+    let store = PgStore::connect(PgStoreConfig::new(url.clone()).schema(schema.clone()))
+        .await
+        .unwrap();
+    let report = store.migrate().await.unwrap();
+    assert_eq!(report.applied, vec![report.current.clone()], "{report:?}");
+    let left: Vec<String> = admin
+        .query("SELECT id::text FROM deliveries ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "00000000-0000-0000-0000-000000000001",
+            "00000000-0000-0000-0000-000000000002"
+        ],
+        "finished deliveries are removed, pending ones kept"
+    );
+    // Both pending deliveries (one never leased, one whose lease lapsed) are leased and done.
+    let now = Timestamp::now_utc();
+    let leased = store
+        .lease_due(tidings::LeaseRequest {
+            now,
+            limit: 10,
+            lease_until: now.plus(Duration::from_secs(60)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 2, "{leased:?}");
+    assert_eq!(
+        leased[1].delivery.attempt, 2,
+        "the lapsed lease was retaken"
+    );
+    let outcomes = leased
+        .iter()
+        .map(|l| tidings::DeliveryOutcome {
+            delivery: l.delivery.id,
+            lease: l.lease,
+            endpoint: l.endpoint.id,
+            at: now,
+            outcome: tidings::Outcome::Accepted {
+                provider_message_id: None,
+            },
+        })
+        .collect();
+    let report = store.record_outcomes(outcomes).await.unwrap();
+    assert_eq!(report.applied, 2);
+    let count: i64 = admin
+        .query_one("SELECT count(*) FROM deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "finished deliveries leave the outbox");
+    drop(store);
     drop_schema(&url, &schema).await;
 }
 

@@ -81,7 +81,7 @@ async fn probe(url: &str) -> Result<(), tokio_postgres::Error> {
     result
 }
 
-async fn admin(url: &str) -> tokio_postgres::Client {
+pub async fn admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to PostgreSQL");
