@@ -147,6 +147,11 @@ impl StoreError {
         self.retry
     }
 
+    /// What went wrong, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
         self.retry.is_retryable()

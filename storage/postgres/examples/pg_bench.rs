@@ -4,7 +4,7 @@
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 //!     cargo run --release -p tidings-postgres --example pg_bench -- \
 //!     [--users 10000] [--endpoints 3] [--notifications 10] [--senders 32] [--dispatchers 2] \
-//!     [--history-rows 1000000] [--history-queries 2000]
+//!     [--history-rows 1000000] [--history-queries 2000] [--writers 4] [--batch 256]
 //! ```
 //!
 //! 1. Registers `users × endpoints` FCM endpoints (not timed as part of the workload).
@@ -41,6 +41,8 @@ struct Args {
     dispatchers: usize,
     history_rows: usize,
     history_queries: usize,
+    writers: usize,
+    batch: usize,
 }
 
 fn args() -> Args {
@@ -52,11 +54,13 @@ fn args() -> Args {
         dispatchers: 2,
         history_rows: 1_000_000,
         history_queries: 2_000,
+        writers: 4,
+        batch: 256,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            panic!("usage: pg_bench [--users N] [--endpoints N] [--notifications N] [--senders N] [--dispatchers N] [--history-rows N] [--history-queries N]")
+            panic!("usage: pg_bench [--users N] [--endpoints N] [--notifications N] [--senders N] [--dispatchers N] [--history-rows N] [--history-queries N] [--writers N] [--batch N]")
         });
         match pair[0].as_str() {
             "--users" => a.users = value,
@@ -66,6 +70,8 @@ fn args() -> Args {
             "--dispatchers" => a.dispatchers = value,
             "--history-rows" => a.history_rows = value,
             "--history-queries" => a.history_queries = value,
+            "--writers" => a.writers = value,
+            "--batch" => a.batch = value,
             other => panic!("unknown option {other}"),
         }
     }
@@ -119,7 +125,9 @@ async fn main() {
     let store = PgStore::connect(
         PgStoreConfig::new(url.clone())
             .schema(SCHEMA)
-            .pool_size(pool),
+            .pool_size(pool)
+            .insert_writers(args.writers as u32)
+            .insert_batch(args.batch),
     )
     .await
     .unwrap();

@@ -24,6 +24,8 @@ pub struct PgStoreConfig {
     pool_size: u32,
     connection_timeout: Duration,
     listen: bool,
+    insert_batch: usize,
+    insert_writers: u32,
 }
 
 impl fmt::Debug for PgStoreConfig {
@@ -35,6 +37,8 @@ impl fmt::Debug for PgStoreConfig {
             .field("pool_size", &self.pool_size)
             .field("connection_timeout", &self.connection_timeout)
             .field("listen", &self.listen)
+            .field("insert_batch", &self.insert_batch)
+            .field("insert_writers", &self.insert_writers)
             .finish()
     }
 }
@@ -42,7 +46,8 @@ impl fmt::Debug for PgStoreConfig {
 impl PgStoreConfig {
     /// A configuration for the database at `url` (`postgres://user:password@host:port/db`, or
     /// tokio-postgres' `key=value` form), with the defaults: schema `tidings`, 16 pooled
-    /// connections, 5 s to get one, LISTEN/NOTIFY wake-ups on.
+    /// connections, 5 s to get one, LISTEN/NOTIFY wake-ups on, concurrent sends written by 4
+    /// writers in statements of up to 256 notifications.
     pub fn new(url: impl Into<String>) -> Self {
         PgStoreConfig {
             url: url.into(),
@@ -50,6 +55,8 @@ impl PgStoreConfig {
             pool_size: 16,
             connection_timeout: Duration::from_secs(5),
             listen: true,
+            insert_batch: 256,
+            insert_writers: 4,
         }
     }
 
@@ -86,6 +93,27 @@ impl PgStoreConfig {
         self
     }
 
+    /// How many notifications one insert statement may carry (default 256; 1 to 10,000).
+    ///
+    /// [`insert_notification`](tidings::Store::insert_notification) calls that arrive while
+    /// the store's writers are busy are queued and then written together, many per statement
+    /// and per commit, each still atomic with its own deliveries and answered with its own
+    /// result. A send that arrives when a writer is idle is written at once, alone, so batching
+    /// adds no wait. 1 writes every notification in its own statement.
+    #[must_use]
+    pub fn insert_batch(mut self, notifications: usize) -> Self {
+        self.insert_batch = notifications;
+        self
+    }
+
+    /// How many insert statements may run at once (default 4, at least 1; never more than
+    /// `pool_size`). Each holds a pooled connection while it runs.
+    #[must_use]
+    pub fn insert_writers(mut self, writers: u32) -> Self {
+        self.insert_writers = writers;
+        self
+    }
+
     /// The schema name.
     pub fn schema_name(&self) -> &str {
         &self.schema
@@ -105,6 +133,14 @@ impl PgStoreConfig {
 
     pub(crate) fn listen_enabled(&self) -> bool {
         self.listen
+    }
+
+    pub(crate) fn insert_batch_value(&self) -> usize {
+        self.insert_batch
+    }
+
+    pub(crate) fn insert_writers_value(&self) -> u32 {
+        self.insert_writers.min(self.pool_size)
     }
 
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
@@ -129,6 +165,18 @@ impl PgStoreConfig {
                 "pool_size must be positive",
             ));
         }
+        if !(1..=10_000).contains(&self.insert_batch) {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("insert_batch must be 1 to 10000, not {}", self.insert_batch),
+            ));
+        }
+        if self.insert_writers == 0 {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                "insert_writers must be positive",
+            ));
+        }
         Ok(())
     }
 }
@@ -143,6 +191,17 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(c.validate().is_ok());
         assert!(c.clone().schema("Robert'); DROP").validate().is_err());
-        assert!(c.schema("").validate().is_err());
+        assert!(c.clone().schema("").validate().is_err());
+        assert!(c.clone().insert_batch(0).validate().is_err());
+        assert!(c.clone().insert_batch(10_001).validate().is_err());
+        assert!(c.clone().insert_writers(0).validate().is_err());
+        let small = c.clone().pool_size(2).insert_writers(8);
+        assert!(small.validate().is_ok());
+        assert_eq!(
+            small.insert_writers_value(),
+            2,
+            "never more writers than connections"
+        );
+        assert!(c.insert_batch(1).validate().is_ok());
     }
 }

@@ -181,8 +181,8 @@ pub(crate) async fn delete(
                  DELETE FROM {s}.endpoints WHERE id = $1 AND app = $2 AND user_id = $3
                  RETURNING id, user_id
              ), d AS (
-                 DELETE FROM {s}.deliveries d USING e
-                 WHERE d.endpoint_id = e.id AND d.user_id = e.user_id
+                 DELETE FROM {s}.deliveries d
+                 WHERE d.endpoint_id = $1 AND d.user_id = $3 AND EXISTS (SELECT 1 FROM e)
                  RETURNING 1
              )
              SELECT count(*) AS n FROM e",

@@ -14,7 +14,7 @@ use crate::rows::{
     action_str, duration_ns, platform_bit, read_str, status_str, CountRow, NotificationRow,
     NOTIFICATION_COLUMNS,
 };
-use crate::sql::{Bind, Sql};
+use crate::sql::{ts, Bind, Sql};
 use crate::store::{Names, TxError};
 
 #[derive(QueryableByName)]
@@ -117,6 +117,220 @@ fn insert_query(names: &Names, n: &Notification, notify: bool) -> Result<Sql, St
         .bind(notify))
 }
 
+/// Many notifications in one statement: what [`INSERT`] does for one, for each of them.
+///
+/// - The user's sequence row is bumped once per (user, app) by the number of notifications in
+///   the batch, in (user, app) order, so two batches lock the rows they share in the same order
+///   and never deadlock on each other; the notifications of a user then take the numbers in
+///   between, in batch order.
+/// - A notification whose (app, user, app notification id) is already stored is left out by
+///   the unique index (`ON CONFLICT DO NOTHING`) and answered separately; the number it was
+///   given stays unused. (Checking first with `NOT EXISTS` avoided that gap, but its generic
+///   plan, fixed while the table was small, was a sequential scan of every notification per
+///   batch.) The caller never puts two with the same key in one batch.
+/// - Endpoints are found per notification by a `LATERAL` subquery behind `OFFSET 0`, never a
+///   join (see `outbox::LEASE` on why). The per-notification delivery counts are not computed
+///   here (a join of two CTEs is planned for a handful of rows, as a nested loop): the
+///   statement returns one row per delivery instead, and the caller counts.
+const INSERT_BATCH: &str = "
+WITH src AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[],
+        $11::text[], $12::text[], $13::smallint[], $14::bigint[], $15::text[], $16::text[],
+        $17::text[], $18::text[], $19::text[], $20::timestamptz[])
+        WITH ORDINALITY AS s(id, app, user_id, app_notification_id, grp, priority, created_at,
+            expires_at, display_ttl_ns, visual_title, visual_body, raw, targets,
+            fallback_delay_ns, fallback_title, fallback_body, read, action, status, changed_at,
+            ord)
+), counts AS (
+    SELECT user_id, app, count(*) AS c FROM src GROUP BY user_id, app
+), seq AS (
+    INSERT INTO {s}.user_sequences AS us (user_id, app, sequence)
+    SELECT user_id, app, c FROM counts ORDER BY user_id, app
+    ON CONFLICT (user_id, app) DO UPDATE SET sequence = us.sequence + excluded.sequence
+    RETURNING us.user_id, us.app, us.sequence
+), numbered AS (
+    SELECT f.*, seq.sequence - counts.c
+        + row_number() OVER (PARTITION BY f.user_id, f.app ORDER BY f.ord) AS sequence
+    FROM src f JOIN counts USING (user_id, app) JOIN seq USING (user_id, app)
+), ins AS (
+    INSERT INTO {s}.notifications (id, app, user_id, app_notification_id, grp, priority,
+        created_at, expires_at, display_ttl_ns, visual_title, visual_body, raw, targets,
+        fallback_delay_ns, fallback_title, fallback_body, read, action, status, changed_at,
+        sequence)
+    SELECT id, app, user_id, app_notification_id, grp, priority, created_at, expires_at,
+        display_ttl_ns, visual_title, visual_body, raw, targets, fallback_delay_ns,
+        fallback_title, fallback_body, read, action, status, changed_at, sequence
+    FROM numbered ORDER BY ord
+    ON CONFLICT (user_id, app, app_notification_id) DO NOTHING
+    RETURNING id, app, user_id, sequence, created_at, expires_at, targets, fallback_delay_ns
+), dn AS (
+    INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
+        attempt, next_attempt_at, expires_at)
+    SELECT gen_random_uuid(), ins.app, ins.user_id, e.id, ins.id, 'notification', ins.sequence,
+        0, ins.created_at, ins.expires_at
+    FROM ins
+    CROSS JOIN LATERAL (
+        SELECT e.id FROM {s}.endpoints e
+        WHERE e.user_id = ins.user_id AND e.app = ins.app AND e.active
+          AND (e.platform & ins.targets) <> 0
+        OFFSET 0
+    ) e
+    UNION ALL
+    -- The fallback alert is due at created_at + delay, in whole microseconds as in core.
+    SELECT gen_random_uuid(), ins.app, ins.user_id, e.id, ins.id, 'fallback_alert',
+        ins.sequence, 0,
+        ins.created_at + (ins.fallback_delay_ns / 1000) * interval '1 microsecond',
+        ins.expires_at
+    FROM ins
+    CROSS JOIN LATERAL (
+        SELECT e.id FROM {s}.endpoints e
+        WHERE e.user_id = ins.user_id AND e.app = ins.app AND e.active
+          AND e.platform = 1 AND (e.platform & ins.targets) <> 0
+        OFFSET 0
+    ) e
+    WHERE ins.fallback_delay_ns IS NOT NULL
+    RETURNING notification_id
+), wake AS (
+    SELECT pg_notify($21, '') WHERE $22 AND EXISTS (SELECT 1 FROM dn)
+)
+SELECT ins.id, ins.sequence AS sequence, false AS delivery FROM ins
+UNION ALL
+SELECT dn.notification_id, 0, true FROM dn
+UNION ALL
+SELECT NULL, count(*), false FROM wake";
+
+/// A row of the batch statement: a created notification, one of its deliveries, or the count
+/// of NOTIFYs sent (the one row without an id).
+#[derive(QueryableByName)]
+struct BatchRow {
+    #[diesel(sql_type = Nullable<diesel::sql_types::Uuid>)]
+    id: Option<uuid::Uuid>,
+    #[diesel(sql_type = BigInt)]
+    sequence: i64,
+    #[diesel(sql_type = Bool)]
+    delivery: bool,
+}
+
+/// A notification the batch statement created: its sequence and how many deliveries it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Created {
+    pub(crate) sequence: u64,
+    pub(crate) deliveries: usize,
+}
+
+/// Inserts `batch` (no two with the same (app, user, app notification id)) in one statement on
+/// a pooled connection. Answers, per notification in order, what was created; `None` where one
+/// with the same key was already stored (the caller looks it up). With `notify`, the statement
+/// also wakes listening dispatchers (on commit) when it enqueued deliveries.
+pub(crate) async fn insert_batch(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    batch: &[&Notification],
+    notify: bool,
+) -> Result<Vec<Option<Created>>, StoreError> {
+    let len = batch.len();
+    let mut ids = Vec::with_capacity(len);
+    let mut apps = Vec::with_capacity(len);
+    let mut users = Vec::with_capacity(len);
+    let mut keys = Vec::with_capacity(len);
+    let mut groups = Vec::with_capacity(len);
+    let mut priorities = Vec::with_capacity(len);
+    let mut created = Vec::with_capacity(len);
+    let mut expires = Vec::with_capacity(len);
+    let mut display_ttls = Vec::with_capacity(len);
+    let mut titles = Vec::with_capacity(len);
+    let mut bodies = Vec::with_capacity(len);
+    let mut raws = Vec::with_capacity(len);
+    let mut targets = Vec::with_capacity(len);
+    let mut fallback_delays = Vec::with_capacity(len);
+    let mut fallback_titles = Vec::with_capacity(len);
+    let mut fallback_bodies = Vec::with_capacity(len);
+    let mut reads = Vec::with_capacity(len);
+    let mut actions = Vec::with_capacity(len);
+    let mut statuses = Vec::with_capacity(len);
+    let mut changed = Vec::with_capacity(len);
+    for n in batch {
+        ids.push(n.id.as_uuid());
+        apps.push(n.app.as_str().to_owned());
+        users.push(n.user.as_str().to_owned());
+        keys.push(n.app_notification_id.clone());
+        groups.push(n.group.clone());
+        priorities.push(n.priority.as_str().to_owned());
+        created.push(ts(n.created_at));
+        expires.push(ts(n.expires_at));
+        display_ttls.push(n.display_ttl.map(duration_ns).transpose()?);
+        titles.push(n.visual.as_ref().map(|v| v.title.clone()));
+        bodies.push(n.visual.as_ref().and_then(|v| v.body.clone()));
+        raws.push(n.raw.clone());
+        targets.push(i16::from(n.targets.bits()));
+        fallback_delays.push(
+            n.fallback
+                .as_ref()
+                .map(|f| duration_ns(f.delay))
+                .transpose()?,
+        );
+        fallback_titles.push(n.fallback.as_ref().map(|f| f.visual.title.clone()));
+        fallback_bodies.push(n.fallback.as_ref().and_then(|f| f.visual.body.clone()));
+        reads.push(read_str(n.state.read).to_owned());
+        actions.push(action_str(n.state.action).to_owned());
+        statuses.push(status_str(n.state.status).to_owned());
+        changed.push(ts(n.state.changed_at));
+    }
+    let rows: Vec<BatchRow> = names
+        .sql(INSERT_BATCH)
+        .bind_raw(Bind::UuidArr(ids))
+        .bind_raw(Bind::TextArr(apps))
+        .bind_raw(Bind::TextArr(users))
+        .bind_raw(Bind::TextArr(keys))
+        .bind_raw(Bind::OptTextArr(groups))
+        .bind_raw(Bind::TextArr(priorities))
+        .bind_raw(Bind::TsArr(created))
+        .bind_raw(Bind::TsArr(expires))
+        .bind_raw(Bind::OptBigIntArr(display_ttls))
+        .bind_raw(Bind::OptTextArr(titles))
+        .bind_raw(Bind::OptTextArr(bodies))
+        .bind_raw(Bind::OptTextArr(raws))
+        .bind_raw(Bind::SmallIntArr(targets))
+        .bind_raw(Bind::OptBigIntArr(fallback_delays))
+        .bind_raw(Bind::OptTextArr(fallback_titles))
+        .bind_raw(Bind::OptTextArr(fallback_bodies))
+        .bind_raw(Bind::TextArr(reads))
+        .bind_raw(Bind::TextArr(actions))
+        .bind_raw(Bind::TextArr(statuses))
+        .bind_raw(Bind::TsArr(changed))
+        .bind(names.channel.clone())
+        .bind(notify)
+        .load(conn)
+        .await
+        .map_err(error::query)?;
+    let mut by_id = std::collections::HashMap::with_capacity(len);
+    for row in &rows {
+        if let (Some(id), false) = (row.id, row.delivery) {
+            let sequence = u64::try_from(row.sequence).map_err(error::corrupt)?;
+            by_id.insert(
+                id,
+                Created {
+                    sequence,
+                    deliveries: 0,
+                },
+            );
+        }
+    }
+    for row in &rows {
+        if let (Some(id), true) = (row.id, row.delivery) {
+            let created = by_id
+                .get_mut(&id)
+                .ok_or_else(|| error::corrupt(format!("delivery of unknown notification {id}")))?;
+            created.deliveries += 1;
+        }
+    }
+    Ok(batch
+        .iter()
+        .map(|n| by_id.get(&n.id.as_uuid()).copied())
+        .collect())
+}
+
 /// The result of an insert statement: the new notification, or the one stored before.
 async fn finish_insert(
     names: &Names,
@@ -193,9 +407,9 @@ WITH n AS (
 ), e AS (
     SELECT e.id FROM {s}.endpoints e WHERE e.id = $4 AND e.app = $1 AND e.user_id = $2
 ), del AS (
-    DELETE FROM {s}.deliveries d USING n, e
-    WHERE d.notification_id = n.id AND d.endpoint_id = e.id
-      AND d.kind = 'fallback_alert'
+    DELETE FROM {s}.deliveries d
+    WHERE d.user_id = $2 AND d.endpoint_id = $4 AND d.notification_id = $3
+      AND d.kind = 'fallback_alert' AND EXISTS (SELECT 1 FROM n) AND EXISTS (SELECT 1 FROM e)
     RETURNING 1
 )
 SELECT n.*, EXISTS (SELECT 1 FROM e) AS endpoint_found, (SELECT count(*) FROM del) AS cancelled
@@ -238,7 +452,7 @@ WITH upd AS (
     RETURNING {cols}
 ), cancelled AS (
     DELETE FROM {s}.deliveries d
-    WHERE d.notification_id = $3
+    WHERE d.user_id = $2 AND d.notification_id = $3
       AND (d.kind = 'fallback_alert' OR ($9 AND d.kind = 'notification'))
     RETURNING 1
 ), tgt AS (

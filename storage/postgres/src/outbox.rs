@@ -24,12 +24,18 @@ use crate::store::Names;
 /// table's fillfactor) instead of into every index. Leased rows therefore keep their place in
 /// `deliveries_due`, and the scan steps over those whose lease has not lapsed: at most the
 /// deliveries in flight, a few batches.
+///
+/// Every other table is reached by primary key, through a scalar subquery or a `LATERAL`
+/// subquery behind `OFFSET 0`, which the planner cannot turn into a join: a join's generic plan
+/// is chosen once per connection, and one chosen while the tables were nearly empty (a new
+/// install) hashed a sequential scan of every endpoint into each lease. See
+/// `tests/plans.rs`.
 const LEASE: &str = "
 WITH due AS (
     SELECT d.id FROM {s}.deliveries d
-    JOIN {s}.endpoints e ON e.id = d.endpoint_id
     WHERE d.next_attempt_at <= $1 AND d.expires_at > $1
-      AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.active
+      AND (d.lease_until IS NULL OR d.lease_until <= $1)
+      AND (SELECT e.active FROM {s}.endpoints e WHERE e.id = d.endpoint_id)
     ORDER BY d.next_attempt_at
     LIMIT $2
     FOR UPDATE OF d SKIP LOCKED
@@ -45,8 +51,16 @@ SELECT l.id AS d_id, l.app AS d_app, l.user_id AS d_user_id,
     l.attempt AS d_attempt, l.due_at AS d_due, l.expires_at AS d_expires_at,
     l.lease_token AS d_lease_token, l.lease_until AS d_lease_until, e.*
 FROM leased l
-CROSS JOIN LATERAL (SELECT {cols} FROM {s}.endpoints e WHERE e.id = l.endpoint_id) e
+CROSS JOIN LATERAL (
+    SELECT {cols} FROM {s}.endpoints e WHERE e.id = l.endpoint_id OFFSET 0
+) e
 ORDER BY l.due_at";
+
+/// The notifications a leased batch needs, each by primary key (see [`LEASE`] on why not
+/// `id = ANY($1)`, whose generic plan on a nearly empty table is a sequential scan).
+const LEASED_NOTIFICATIONS: &str = "
+SELECT n.* FROM unnest($1::uuid[]) AS k(id)
+CROSS JOIN LATERAL (SELECT {cols} FROM {s}.notifications n WHERE n.id = k.id OFFSET 0) n";
 
 /// [`Store::lease_due`](tidings::Store::lease_due): one statement to lease, one to read the
 /// notifications the batch needs.
@@ -72,9 +86,7 @@ pub(crate) async fn lease(
     let mut notifications = HashMap::new();
     if !ids.is_empty() {
         let found: Vec<NotificationRow> = names
-            .sql(&format!(
-                "SELECT {NOTIFICATION_COLUMNS} FROM {{s}}.notifications n WHERE n.id = ANY($1)"
-            ))
+            .sql(&LEASED_NOTIFICATIONS.replace("{cols}", NOTIFICATION_COLUMNS))
             .bind_raw(Bind::UuidArr(ids))
             .load(conn)
             .await
@@ -102,32 +114,31 @@ struct OutcomeRow {
     deactivated: i64,
 }
 
-/// Applies a whole batch of outcomes in one statement. Rows are locked in id order, so two
-/// batches never deadlock on each other; an outcome whose lease token no longer matches (the
-/// lease was retaken) or whose delivery is gone matches no row and counts as stale.
+/// Applies a whole batch of outcomes in one statement. An outcome whose lease token no longer
+/// matches (the lease was retaken) or whose delivery is gone matches no row and counts as
+/// stale.
 ///
 /// A retry goes back to the outbox with its new due time; every other outcome finishes the
 /// delivery, which is deleted (the outbox holds pending work only; the outcome is reported by
 /// the dispatcher's metrics and traces). A delete writes no index entries.
+///
+/// Rows are reached through the primary key in id order (the outcomes are sorted first), so
+/// two statements that touch the same rows lock them in the same order.
 const OUTCOMES: &str = "
 WITH o AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
         $6::text[]) AS o(id, lease, kind, retry_at, error, address_key)
-), cur AS (
-    SELECT d.id, o.kind, o.retry_at, o.error, o.address_key
-    FROM {s}.deliveries d JOIN o ON d.id = o.id AND d.lease_token = o.lease
-    ORDER BY d.id
-    FOR UPDATE OF d
+    ORDER BY id
 ), retried AS (
-    UPDATE {s}.deliveries d SET next_attempt_at = c.retry_at, lease_token = NULL,
-        lease_until = NULL, last_error = c.error
-    FROM cur c
-    WHERE d.id = c.id AND c.kind = 'retry'
+    UPDATE {s}.deliveries d SET next_attempt_at = o.retry_at, lease_token = NULL,
+        lease_until = NULL, last_error = o.error
+    FROM o
+    WHERE d.id = o.id AND d.lease_token = o.lease AND o.kind = 'retry'
     RETURNING d.id
 ), finished AS (
-    DELETE FROM {s}.deliveries d USING cur c
-    WHERE d.id = c.id AND c.kind <> 'retry'
-    RETURNING d.id, d.endpoint_id, c.kind, c.address_key, c.error
+    DELETE FROM {s}.deliveries d USING o
+    WHERE d.id = o.id AND d.lease_token = o.lease AND o.kind <> 'retry'
+    RETURNING d.id, d.endpoint_id, o.kind, o.address_key, o.error
 ), gone AS (
     UPDATE {s}.endpoints e SET active = false, deactivation_reason = g.error
     FROM (SELECT DISTINCT ON (endpoint_id) endpoint_id, address_key, error
@@ -137,7 +148,7 @@ WITH o AS (
 ), dropped AS (
     DELETE FROM {s}.deliveries d USING gone
     WHERE d.endpoint_id = gone.id AND d.user_id = gone.user_id
-      AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.id = d.id)
+      AND NOT EXISTS (SELECT 1 FROM o WHERE o.id = d.id)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM finished) AS applied,
@@ -205,17 +216,19 @@ struct PurgeRow {
 }
 
 /// O(expired): both deletes start from an index on the expiry time (`notifications_expiry`,
-/// `deliveries_sync_expiry`) and reach rows by primary key or `deliveries_notification` through
-/// `= ANY (ARRAY(…))` (an `IN (subquery)` is planned as a hash join over the whole table).
-/// `SKIP LOCKED` lets sweeps of several instances run at once.
+/// `deliveries_sync_expiry`) and reach rows by primary key through `= ANY (ARRAY(…))` (an
+/// `IN (subquery)` is planned as a hash join over the whole table); the pending deliveries of
+/// a purged notification are found among its user's (`deliveries_user_endpoint`), which the
+/// outbox keeps few. `SKIP LOCKED` lets sweeps of several instances run at once.
 const PURGE: &str = "
 WITH n AS (
     DELETE FROM {s}.notifications WHERE id = ANY (ARRAY(
         SELECT id FROM {s}.notifications WHERE expires_at <= $1
         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED))
-    RETURNING id
+    RETURNING id, user_id
 ), dn AS (
-    DELETE FROM {s}.deliveries d WHERE d.notification_id = ANY (ARRAY(SELECT id FROM n))
+    DELETE FROM {s}.deliveries d USING n
+    WHERE d.user_id = n.user_id AND d.notification_id = n.id
     RETURNING 1
 ), ds AS (
     DELETE FROM {s}.deliveries WHERE id = ANY (ARRAY(

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::PgStoreConfig;
 use crate::migrate::MigrationReport;
-use crate::shared::Shared;
+use crate::shared::{InsertQueue, Shared};
 use crate::sql::Sql;
 use crate::{endpoints, error, listen, migrate, notifications, outbox};
 
@@ -86,6 +86,9 @@ pub struct PgStore {
 
 struct Inner {
     shared: Arc<Shared>,
+    /// Dropping it (with the last clone of the store) stops the writers once their batch in
+    /// hand is written.
+    inserts: InsertQueue,
     config: PgStoreConfig,
     wake: Arc<Notify>,
     listening: watch::Receiver<bool>,
@@ -111,8 +114,8 @@ impl fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Builds the pool and, unless disabled, starts the LISTEN task (on the current tokio
-    /// runtime; it stops when the last clone of the store is dropped). Connections are opened on
+    /// Builds the pool and starts, on the current tokio runtime, the insert writers and (unless
+    /// disabled) the LISTEN task; they stop when the last clone of the store is dropped. Connections are opened on
     /// demand, so this succeeds while the database is down; store calls then fail with a
     /// retryable [`StoreErrorKind::Unavailable`](tidings::StoreErrorKind::Unavailable).
     pub async fn connect(config: PgStoreConfig) -> Result<PgStore, StoreError> {
@@ -143,9 +146,12 @@ impl PgStore {
             ))
         });
         let shared = Arc::new(Shared::new(pool, names));
+        let inserts =
+            shared.start_writers(config.insert_writers_value(), config.insert_batch_value());
         Ok(PgStore {
             inner: Arc::new(Inner {
                 shared,
+                inserts,
                 config,
                 wake,
                 listening,
@@ -237,10 +243,19 @@ impl PgStore {
 /// scan of every due row and a sort) is ten times slower than the generic one (an index scan in
 /// due order that stops at the limit), and the generic plans of every other statement are the
 /// index scans shown in `docs/postgres.md`.
+///
+/// A generic plan is made once per connection and kept until the tables' statistics change,
+/// which on a new install is a minute or more after the tables start filling (autovacuum's
+/// first ANALYZE). Planned while the tables are nearly empty, a sequential scan looks cheapest,
+/// and was then repeated on every call as the tables grew. Every statement of this crate is
+/// written to reach rows through an index, so pooled connections also run with
+/// `enable_seqscan = off`, which leaves a sequential scan only where no index can serve
+/// (`tests/plans.rs` fixes every plan on empty tables and checks that none scans a table once
+/// it is full).
 async fn setup_connection(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
     use diesel_async::{AsyncConnection, SimpleAsyncConnection};
     let mut conn = AsyncPgConnection::establish(&url).await?;
-    conn.batch_execute("SET plan_cache_mode = force_generic_plan")
+    conn.batch_execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
@@ -279,7 +294,10 @@ impl Store for PgStore {
         &self,
         notification: Notification,
     ) -> Result<Inserted, StoreError> {
-        self.inner.shared.insert_one(notification).await
+        self.inner
+            .shared
+            .insert(&self.inner.inserts, notification)
+            .await
     }
 
     async fn notification(

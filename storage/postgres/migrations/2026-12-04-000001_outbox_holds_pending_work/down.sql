@@ -1,3 +1,18 @@
+ALTER TABLE deliveries
+    ALTER COLUMN app TYPE text COLLATE "default",
+    ALTER COLUMN user_id TYPE text COLLATE "default";
+ALTER TABLE notifications
+    ALTER COLUMN app TYPE text COLLATE "default",
+    ALTER COLUMN user_id TYPE text COLLATE "default",
+    ALTER COLUMN app_notification_id TYPE text COLLATE "default";
+ALTER TABLE user_sequences
+    ALTER COLUMN user_id TYPE text COLLATE "default",
+    ALTER COLUMN app TYPE text COLLATE "default";
+ALTER TABLE endpoints
+    ALTER COLUMN app TYPE text COLLATE "default",
+    ALTER COLUMN user_id TYPE text COLLATE "default",
+    ALTER COLUMN installation_id TYPE text COLLATE "default";
+CREATE INDEX deliveries_notification ON deliveries (notification_id);
 ALTER TABLE deliveries RESET (fillfactor);
 DROP INDEX deliveries_due;
 ALTER TABLE deliveries

@@ -16,3 +16,26 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at);
 -- one batch, so pages are kept half empty; the outbox holds only pending work, so this costs
 -- little space.
 ALTER TABLE deliveries SET (fillfactor = 50);
+
+-- Pending deliveries of a notification are found among its user's (deliveries_user_endpoint):
+-- the outbox keeps few per user, so one index less to write per delivery.
+DROP INDEX deliveries_notification;
+
+-- Ids are opaque: compare them byte by byte. Under a linguistic collation (the database
+-- default, often en_US.UTF-8 or C.UTF-8) every B-tree comparison of these columns went through
+-- strcoll, and an index on them could be silently corrupted by an operating system upgrade that
+-- changes the collation's order. This rebuilds the indexes on these columns.
+ALTER TABLE endpoints
+    ALTER COLUMN app TYPE text COLLATE "C",
+    ALTER COLUMN user_id TYPE text COLLATE "C",
+    ALTER COLUMN installation_id TYPE text COLLATE "C";
+ALTER TABLE user_sequences
+    ALTER COLUMN user_id TYPE text COLLATE "C",
+    ALTER COLUMN app TYPE text COLLATE "C";
+ALTER TABLE notifications
+    ALTER COLUMN app TYPE text COLLATE "C",
+    ALTER COLUMN user_id TYPE text COLLATE "C",
+    ALTER COLUMN app_notification_id TYPE text COLLATE "C";
+ALTER TABLE deliveries
+    ALTER COLUMN app TYPE text COLLATE "C",
+    ALTER COLUMN user_id TYPE text COLLATE "C";

@@ -128,13 +128,18 @@ pub fn schema_name() -> String {
 
 /// A migrated store in a schema of its own, dropped with the store.
 pub async fn fresh_store() -> TestStore {
+    fresh_store_with(|config| config).await
+}
+
+/// Like [`fresh_store`], with the configuration adjusted by `adjust`.
+pub async fn fresh_store_with(adjust: impl FnOnce(PgStoreConfig) -> PgStoreConfig) -> TestStore {
     let url = database_url().await;
     let schema = schema_name();
-    let store = PgStore::connect(
+    let store = PgStore::connect(adjust(
         PgStoreConfig::new(url.clone())
             .schema(schema.clone())
             .pool_size(8),
-    )
+    ))
     .await
     .expect("connect");
     store.migrate().await.expect("migrate");
