@@ -123,11 +123,13 @@ fn insert_query(names: &Names, n: &Notification, notify: bool) -> Result<Sql, St
 ///   the batch, in (user, app) order, so two batches lock the rows they share in the same order
 ///   and never deadlock on each other; the notifications of a user then take the numbers in
 ///   between, in batch order.
-/// - A notification whose (app, user, app notification id) is already stored is left out by
-///   the unique index (`ON CONFLICT DO NOTHING`) and answered separately; the number it was
-///   given stays unused. (Checking first with `NOT EXISTS` avoided that gap, but its generic
-///   plan, fixed while the table was small, was a sequential scan of every notification per
-///   batch.) The caller never puts two with the same key in one batch.
+/// - A plain `INSERT`: a notification whose (app, user, app notification id) is already stored
+///   fails the whole statement with a unique violation, and the caller then writes each of the
+///   batch on its own (`ON CONFLICT DO NOTHING`, answering repeats with the stored one). Repeats
+///   are rare (a host retrying a send), and a speculative insertion per row (what `ON CONFLICT`
+///   costs) is not. (Checking first with `NOT EXISTS` was worse: its generic plan, fixed while
+///   the table was small, scanned every notification per batch.) The caller never puts two
+///   with the same key in one batch.
 /// - Endpoints are found per notification by a `LATERAL` subquery behind `OFFSET 0`, never a
 ///   join (see `outbox::LEASE` on why). The per-notification delivery counts are not computed
 ///   here (a join of two CTEs is planned for a handful of rows, as a nested loop): the
@@ -162,7 +164,6 @@ WITH src AS (
         display_ttl_ns, visual_title, visual_body, raw, targets, fallback_delay_ns,
         fallback_title, fallback_body, read, action, status, changed_at, sequence
     FROM numbered ORDER BY ord
-    ON CONFLICT (user_id, app, app_notification_id) DO NOTHING
     RETURNING id, app, user_id, sequence, created_at, expires_at, targets, fallback_delay_ns
 ), dn AS (
     INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
@@ -220,9 +221,9 @@ pub(crate) struct Created {
 }
 
 /// Inserts `batch` (no two with the same (app, user, app notification id)) in one statement on
-/// a pooled connection. Answers, per notification in order, what was created; `None` where one
-/// with the same key was already stored (the caller looks it up). With `notify`, the statement
-/// also wakes listening dispatchers (on commit) when it enqueued deliveries.
+/// a pooled connection. Answers, per notification in order, what was created (a `Conflict`
+/// error when one of them was already stored). With `notify`, the statement also wakes
+/// listening dispatchers (on commit) when it enqueued deliveries.
 pub(crate) async fn insert_batch(
     names: &Names,
     conn: &mut AsyncPgConnection,

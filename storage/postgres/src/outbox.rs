@@ -25,6 +25,10 @@ use crate::store::Names;
 /// `deliveries_due`, and the scan steps over those whose lease has not lapsed: at most the
 /// deliveries in flight, a few batches.
 ///
+/// The update finds the rows it just locked by `ctid` (a row this statement holds locked cannot
+/// move; one that a concurrent transaction moved before the lock is not visible to it and is
+/// simply left for the next lease).
+///
 /// Every other table is reached by primary key, through a scalar subquery or a `LATERAL`
 /// subquery behind `OFFSET 0`, which the planner cannot turn into a join: a join's generic plan
 /// is chosen once per connection, and one chosen while the tables were nearly empty (a new
@@ -32,7 +36,7 @@ use crate::store::Names;
 /// `tests/plans.rs`.
 const LEASE: &str = "
 WITH due AS (
-    SELECT d.id FROM {s}.deliveries d
+    SELECT d.ctid AS tid FROM {s}.deliveries d
     WHERE d.next_attempt_at <= $1 AND d.expires_at > $1
       AND (d.lease_until IS NULL OR d.lease_until <= $1)
       AND (SELECT e.active FROM {s}.endpoints e WHERE e.id = d.endpoint_id)
@@ -42,7 +46,7 @@ WITH due AS (
 ), leased AS (
     UPDATE {s}.deliveries d
     SET attempt = d.attempt + 1, lease_token = gen_random_uuid(), lease_until = $3
-    FROM due WHERE d.id = due.id
+    FROM due WHERE d.ctid = due.tid
     RETURNING d.id, d.app, d.user_id, d.endpoint_id, d.notification_id, d.kind, d.sequence,
         d.attempt, d.next_attempt_at AS due_at, d.expires_at, d.lease_token, d.lease_until
 )

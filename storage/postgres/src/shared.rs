@@ -1,7 +1,7 @@
 //! What the store's tasks share: the pool, the insert writers, and the NOTIFY budget.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::Names;
 use crate::{error, notifications};
+
+/// How many scheduler turns a writer waits for more sends when another writer is busy.
+const LINGER_TURNS: usize = 4;
 
 /// At most one NOTIFY per instance per this long from inserts.
 const NOTIFY_WINDOW: Duration = Duration::from_millis(25);
@@ -24,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) names: Names,
     last_notify: Mutex<Option<Instant>>,
     trailing_notify: AtomicBool,
+    /// Writers executing a statement now.
+    writing: AtomicUsize,
 }
 
 impl Shared {
@@ -33,6 +38,7 @@ impl Shared {
             names,
             last_notify: Mutex::new(None),
             trailing_notify: AtomicBool::new(false),
+            writing: AtomicUsize::new(0),
         }
     }
 
@@ -114,8 +120,9 @@ impl Shared {
     }
 
     /// Many notifications in one statement. If the statement fails for a reason other than
-    /// the database being unreachable, each is written again on its own, so one bad
-    /// notification (or a deadlock with a host's transaction) fails only its own send.
+    /// the database being unreachable, each is written again on its own: a repeat of a stored
+    /// notification is then answered with the stored one, and one bad notification (or a
+    /// deadlock with a host's transaction) fails only its own send.
     async fn write_batch(self: &Arc<Self>, jobs: Vec<Job>) {
         let notify = self.claim_notify();
         let result = async {
@@ -256,6 +263,13 @@ async fn writer(
                 return;
             };
             jobs.push(first);
+            // Under load (another writer is busy) let the senders that are about to enqueue
+            // do so: a few scheduler turns, no timer.
+            if AtomicUsize::load(&shared.writing, Ordering::Acquire) > 0 {
+                for _ in 0..LINGER_TURNS {
+                    tokio::task::yield_now().await;
+                }
+            }
             while jobs.len() < max_batch {
                 match queue.try_recv() {
                     Ok(job) => jobs.push(job),
@@ -263,6 +277,8 @@ async fn writer(
                 }
             }
         }
+        shared.writing.fetch_add(1, Ordering::AcqRel);
         shared.write(jobs).await;
+        shared.writing.fetch_sub(1, Ordering::AcqRel);
     }
 }
