@@ -207,5 +207,17 @@ fn check_text(
             format!("must be at most {max} bytes"),
         ));
     }
+    check_no_nul(field, value)
+}
+
+/// Text Tidings stores must not contain NUL: PostgreSQL's `text` cannot hold it, and a store
+/// must be able to keep what `send` accepted.
+pub(crate) fn check_no_nul(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ use crate::id::{AppId, EndpointId, NotificationId, UserId};
 use crate::notification::{Notification, StatePatch, MAX_SHORT_TEXT};
 use crate::store::{StateUpdate, SyncSchedule};
 
+use super::fanout::check_no_nul;
 use super::Tidings;
 
 impl Tidings {
@@ -21,12 +22,14 @@ impl Tidings {
         if user.trim().is_empty() || user.len() > MAX_SHORT_TEXT {
             return Err(ValidationError::new("user", "must be 1 to 256 bytes").into());
         }
+        check_no_nul("user", user)?;
         if let Some(id) = &registration.installation_id {
             if id.trim().is_empty() || id.len() > MAX_SHORT_TEXT {
                 return Err(
                     ValidationError::new("installation_id", "must be 1 to 256 bytes").into(),
                 );
             }
+            check_no_nul("installation_id", id)?;
         }
         let address = registration.address.validate(&self.inner.address_policy)?;
         let now = self.inner.clock.now();

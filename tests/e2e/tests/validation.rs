@@ -114,6 +114,61 @@ async fn an_unknown_app_is_rejected() {
     assert_eq!(err.field(), Some("app"));
 }
 
+/// PostgreSQL's text cannot hold NUL, and every store must keep what `send` accepts.
+#[tokio::test]
+async fn text_with_a_nul_character_is_rejected() {
+    let h = Harness::new();
+    h.register_devices("alice", 1).await;
+    let cases = [
+        (
+            NewNotification::new(APP, "alice", "n").title("a\0b"),
+            "visual.title",
+        ),
+        (
+            NewNotification::new(APP, "alice", "n")
+                .title("t")
+                .body("a\0b"),
+            "visual.body",
+        ),
+        (
+            NewNotification::new(APP, "alice", "n").raw("{\"k\":\"\0\"}"),
+            "raw",
+        ),
+        (
+            NewNotification::new(APP, "alice", "n\0").title("t"),
+            "app_notification_id",
+        ),
+        (
+            NewNotification::new(APP, "alice", "n")
+                .title("t")
+                .group("g\0"),
+            "group",
+        ),
+    ];
+    for (n, field) in cases {
+        rejected_send(&h, n, field).await;
+    }
+    let err = h
+        .tidings
+        .register_endpoint(EndpointRegistration::new(
+            APP,
+            "bob\0",
+            PushAddress::Fcm { token: "t".into() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), Some("user"), "{err}");
+    let err = h
+        .tidings
+        .register_endpoint(
+            EndpointRegistration::new(APP, "bob", PushAddress::Fcm { token: "t".into() })
+                .installation_id("phone\0"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), Some("installation_id"), "{err}");
+}
+
 async fn rejected_registration(h: &Harness, address: PushAddress, field: &str) {
     let err = h
         .tidings
