@@ -29,7 +29,14 @@ use crate::store::Names;
 /// move; one that a concurrent transaction moved before the lock is not visible to it and is
 /// simply left for the next lease).
 ///
-/// Every other table is reached by primary key, through a scalar subquery or a `LATERAL`
+/// Only active endpoints have pending deliveries: every statement that deactivates an endpoint
+/// (a gone outcome, [`deactivate_stale`](crate::endpoints::deactivate_stale)) deletes its
+/// pending deliveries in the same statement, and inserts and sync signals skip inactive
+/// endpoints. So the lease does not look at endpoints before it locks (which cost a primary-key
+/// lookup per due row); a delivery leased just before its endpoint was deactivated is pushed
+/// once more, as it would have been a moment earlier.
+///
+/// The endpoints returned with the deliveries are read by primary key, in a `LATERAL`
 /// subquery behind `OFFSET 0`, which the planner cannot turn into a join: a join's generic plan
 /// is chosen once per connection, and one chosen while the tables were nearly empty (a new
 /// install) hashed a sequential scan of every endpoint into each lease. See
@@ -39,7 +46,6 @@ WITH due AS (
     SELECT d.ctid AS tid FROM {s}.deliveries d
     WHERE d.next_attempt_at <= $1 AND d.expires_at > $1
       AND (d.lease_until IS NULL OR d.lease_until <= $1)
-      AND (SELECT e.active FROM {s}.endpoints e WHERE e.id = d.endpoint_id)
     ORDER BY d.next_attempt_at
     LIMIT $2
     FOR UPDATE OF d SKIP LOCKED
@@ -124,7 +130,10 @@ struct OutcomeRow {
 ///
 /// A retry goes back to the outbox with its new due time; every other outcome finishes the
 /// delivery, which is deleted (the outbox holds pending work only; the outcome is reported by
-/// the dispatcher's metrics and traces). A delete writes no index entries.
+/// the dispatcher's metrics and traces). A delete writes no index entries. An endpoint reported
+/// gone is deactivated (if its address is still the one the push went to) and all its pending
+/// deliveries are deleted, including ones this batch would have retried: pending work only
+/// ever belongs to active endpoints (see [`LEASE`]).
 ///
 /// Rows are reached through the primary key in id order (the outcomes are sorted first), so
 /// two statements that touch the same rows lock them in the same order.
@@ -133,12 +142,6 @@ WITH o AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
         $6::text[]) AS o(id, lease, kind, retry_at, error, address_key)
     ORDER BY id
-), retried AS (
-    UPDATE {s}.deliveries d SET next_attempt_at = o.retry_at, lease_token = NULL,
-        lease_until = NULL, last_error = o.error
-    FROM o
-    WHERE d.id = o.id AND d.lease_token = o.lease AND o.kind = 'retry'
-    RETURNING d.id
 ), finished AS (
     DELETE FROM {s}.deliveries d USING o
     WHERE d.id = o.id AND d.lease_token = o.lease AND o.kind <> 'retry'
@@ -149,13 +152,22 @@ WITH o AS (
           FROM finished WHERE kind = 'gone') g
     WHERE e.id = g.endpoint_id AND e.address_key = g.address_key AND e.active
     RETURNING e.id, e.user_id
+), retried AS (
+    UPDATE {s}.deliveries d SET next_attempt_at = o.retry_at, lease_token = NULL,
+        lease_until = NULL, last_error = o.error
+    FROM o
+    WHERE d.id = o.id AND d.lease_token = o.lease AND o.kind = 'retry'
+      AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = d.endpoint_id)
+    RETURNING d.id
 ), dropped AS (
     DELETE FROM {s}.deliveries d USING gone
     WHERE d.endpoint_id = gone.id AND d.user_id = gone.user_id
-      AND NOT EXISTS (SELECT 1 FROM o WHERE o.id = d.id)
-    RETURNING 1
+      AND NOT EXISTS (SELECT 1 FROM finished f WHERE f.id = d.id)
+    RETURNING d.id, d.lease_token
 )
-SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM finished) AS applied,
+SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM finished)
+        + (SELECT count(*) FROM dropped JOIN o ON o.id = dropped.id AND o.lease = dropped.lease_token)
+        AS applied,
     (SELECT count(*) FROM gone) AS deactivated";
 
 /// [`Store::record_outcomes`](tidings::Store::record_outcomes): the whole batch in one

@@ -143,6 +143,7 @@ macro_rules! __store_cases {
             finished_deliveries_are_never_leased_again,
             outcome_for_a_purged_delivery_is_stale,
             endpoint_gone_deactivates_the_endpoint_and_drops_its_deliveries,
+            a_retry_batched_with_its_endpoints_gone_is_dropped,
             endpoint_gone_for_a_changed_address_keeps_the_endpoint,
             // State and sync.
             change_sequence_increases_strictly_per_user,

@@ -270,6 +270,56 @@ pub async fn outcome_for_a_purged_delivery_is_stale(store: &dyn Store) {
     assert_eq!((report.applied, report.stale), (0, 1));
 }
 
+/// A retry recorded in the same batch as "endpoint gone" for its endpoint is dropped with the
+/// endpoint's other pending deliveries: it is not leased again, not even after the device
+/// registers again.
+pub async fn a_retry_batched_with_its_endpoints_gone_is_dropped(store: &dyn Store) {
+    let (app, alice) = (fixtures::app(), fixtures::user());
+    let device = register(store, fixtures::endpoint(&app, &alice, Platform::Fcm)).await;
+    for i in 0..2 {
+        insert_new(store, fixtures::notification(&app, &alice, at(i)), 1).await;
+    }
+    let leased = lease_all(store, at(1)).await;
+    assert_eq!(leased.len(), 2);
+    let outcomes = vec![
+        outcome(
+            &leased[0],
+            Outcome::EndpointGone {
+                reason: "Unregistered".to_owned(),
+                address_key: device.address.key(),
+            },
+            at(2),
+        ),
+        outcome(
+            &leased[1],
+            Outcome::Retry {
+                at: at(5),
+                error: "try later".to_owned(),
+            },
+            at(2),
+        ),
+    ];
+    let report = record(store, outcomes).await;
+    // Whether the dropped retry counts as applied or as stale is the store's to say.
+    assert_eq!(report.deactivated, 1, "{report:?}");
+    assert!(report.applied >= 1, "{report:?}");
+    assert_eq!(report.applied + report.stale, 2, "{report:?}");
+    assert!(
+        lease_all(store, at(10)).await.is_empty(),
+        "a delivery of a gone endpoint was leased"
+    );
+    let back = register(
+        store,
+        fixtures::endpoint_with(&app, &alice, device.address.clone(), at(20)),
+    )
+    .await;
+    assert!(back.active);
+    assert!(
+        lease_all(store, at(21)).await.is_empty(),
+        "a retry of a gone endpoint came back when the device registered again"
+    );
+}
+
 /// "Endpoint gone" finishes the delivery, deactivates the endpoint (with a reason) and drops
 /// its pending deliveries — they stay dropped when the device registers again — while the
 /// user's other endpoints keep theirs and inactive endpoints get no new deliveries.
