@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use tidings::{
-    ApnsEnvironment, AppId, Endpoint, EndpointId, FallbackPolicy, Notification, NotificationId,
-    NotificationState, Platform, PlatformSet, Priority, PushAddress, ReadState, Status, Store,
-    StoreErrorKind, Timestamp, UserAction, UserId, VisualContent,
+    ApnsEnvironment, AppId, Endpoint, FallbackPolicy, Notification, Platform, PlatformSet,
+    Priority, PushAddress, Store, StoreErrorKind, Timestamp, UserId, VisualContent,
 };
+use tidings_testkit::store::fixtures;
 
 use common::{fresh_store_with, TestStore};
 
 fn t0() -> Timestamp {
-    Timestamp::from_secs(1_767_225_600)
+    fixtures::T0
 }
 
 /// One writer taking up to 64 sends per statement: concurrent sends queue behind it.
@@ -27,18 +27,7 @@ async fn batching_store() -> TestStore {
 }
 
 fn endpoint(user: &str, address: PushAddress) -> Endpoint {
-    Endpoint {
-        id: EndpointId::new_random(),
-        app: AppId::from("app"),
-        user: UserId::from(user),
-        installation_id: None,
-        address,
-        active: true,
-        created_at: t0(),
-        last_seen_at: t0(),
-        address_expires_at: None,
-        deactivation_reason: None,
-    }
+    fixtures::endpoint_with(&AppId::from("app"), &UserId::from(user), address, t0())
 }
 
 fn fcm(token: String) -> PushAddress {
@@ -52,32 +41,16 @@ fn apns(i: usize) -> PushAddress {
     }
 }
 
+/// The testkit's notification for `user` of `app`, created at [`t0`], with the given key, a
+/// group, a display TTL and raw content too (every column the batch statement writes).
 fn notification(user: &str, key: &str) -> Notification {
-    Notification {
-        id: NotificationId::new_random(),
-        app: AppId::from("app"),
-        user: UserId::from(user),
-        app_notification_id: key.to_owned(),
-        group: Some("g".into()),
-        priority: Priority::High,
-        created_at: t0(),
-        expires_at: t0().plus(Duration::from_secs(3600)),
-        display_ttl: Some(Duration::from_secs(60)),
-        visual: Some(VisualContent {
-            title: format!("title {key}"),
-            body: Some("body".into()),
-        }),
-        raw: Some("{\"k\":1}".into()),
-        targets: PlatformSet::ALL,
-        fallback: None,
-        state: NotificationState {
-            read: ReadState::Unread,
-            action: UserAction::None,
-            status: Status::Active,
-            changed_at: t0(),
-        },
-        sequence: 0,
-    }
+    let mut n = fixtures::notification(&AppId::from("app"), &UserId::from(user), t0());
+    n.app_notification_id = key.to_owned();
+    n.group = Some("g".into());
+    n.priority = Priority::High;
+    n.display_ttl = Some(Duration::from_secs(60));
+    n.raw = Some("{\"k\":1}".into());
+    n
 }
 
 /// How many transactions wrote the stored notifications (fewer than notifications when sends
