@@ -94,7 +94,9 @@ pub enum Outcome {
     },
     /// The endpoint is gone: finish this delivery, deactivate the endpoint (only if its address
     /// is still `address_key`, so a fresh re-registration is not undone) and drop its pending
-    /// deliveries.
+    /// deliveries, including any that a [`Retry`](Outcome::Retry) in the same batch would have
+    /// rescheduled: an inactive endpoint keeps no pending work, even if the device registers
+    /// again.
     EndpointGone {
         /// The provider's reason.
         reason: String,
