@@ -322,11 +322,11 @@ pub fn render(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use serde_json::{json, Value};
-    use tidings::{AppId, DeliveryId, Endpoint, EndpointId, NotificationId, PushErrorKind, UserId};
+    use tidings::PushErrorKind;
+    use tidings_testkit::channel::fixtures::{self, visual};
 
     use super::*;
 
@@ -340,45 +340,13 @@ mod tests {
         }
     }
 
+    /// The fixture push of `content` to the production device token `ab12cd34`.
     fn push(content: PushContent) -> Push {
-        let now = Timestamp::from_secs(T0);
-        Push {
-            delivery_id: DeliveryId::new_random(),
-            kind: DeliveryKind::Notification,
-            app: AppId::new("chat"),
-            endpoint: Arc::new(Endpoint {
-                id: EndpointId::new_random(),
-                app: AppId::new("chat"),
-                user: UserId::new("alice"),
-                installation_id: None,
-                address: PushAddress::Apns {
-                    token: "ab12cd34".into(),
-                    environment: ApnsEnvironment::Production,
-                },
-                active: true,
-                created_at: now,
-                last_seen_at: now,
-                address_expires_at: None,
-                deactivation_reason: None,
-            }),
-            notification_id: Some(NotificationId::new_random()),
-            sequence: 7,
-            priority: Priority::Normal,
-            collapse_id: "collapse-1".into(),
-            group: Some("room-42".into()),
-            display_ttl: None,
-            expires_at: now.plus(Duration::from_secs(3600)),
-            sent_at: now,
-            attempt: 1,
-            content,
-        }
-    }
-
-    fn visual(title: &str, body: &str) -> VisualContent {
-        VisualContent {
-            title: title.into(),
-            body: Some(body.into()),
-        }
+        let address = PushAddress::Apns {
+            token: "ab12cd34".into(),
+            environment: ApnsEnvironment::Production,
+        };
+        fixtures::push(address, content)
     }
 
     fn rendered(push: &Push) -> (http::Request<Bytes>, Value) {
@@ -402,10 +370,14 @@ mod tests {
 
     #[test]
     fn inline_alert_has_title_body_sound_thread_and_ids() {
-        let p = push(PushContent::Inline {
+        let mut p = push(PushContent::Inline {
             visual: Some(visual("Lunch?", "At noon")),
             raw: None,
         });
+        p.sequence = 7;
+        p.priority = Priority::Normal;
+        p.collapse_id = "collapse-1".into();
+        p.group = Some("room-42".into());
         let (r, body) = rendered(&p);
         assert_eq!(r.method(), http::Method::POST);
         assert_eq!(r.uri(), "https://api.push.apple.com/3/device/ab12cd34");
@@ -456,6 +428,7 @@ mod tests {
         ] {
             let mut p = push(content);
             p.priority = Priority::High;
+            p.group = Some("room-42".into()); // no thread-id for a background push
             let (r, body) = rendered(&p);
             assert_eq!(header(&r, "apns-push-type"), "background");
             assert_eq!(header(&r, "apns-priority"), "5", "never 10 for background");
@@ -476,6 +449,7 @@ mod tests {
         p.priority = Priority::Low;
         p.notification_id = None;
         p.collapse_id = "sync".into();
+        p.group = Some("room-42".into()); // no thread-id for a background push
         let (r, body) = rendered(&p);
         assert_eq!(header(&r, "apns-push-type"), "background");
         assert_eq!(header(&r, "apns-priority"), "5");
@@ -522,6 +496,7 @@ mod tests {
     #[test]
     fn expiration_is_absolute_and_shrinks_with_the_attempt() {
         let mut p = push(PushContent::Tap { alert: None });
+        p.expires_at = p.sent_at.plus(Duration::from_secs(3600));
         let now = Timestamp::from_secs(T0);
         assert_eq!(expiration(&p, now), T0 + 3600);
         p.sent_at = p.sent_at.plus(Duration::from_secs(600));
@@ -583,9 +558,7 @@ mod tests {
     #[test]
     fn other_platforms_are_refused() {
         let mut p = push(PushContent::Tap { alert: None });
-        let mut ep = (*p.endpoint).clone();
-        ep.address = PushAddress::Fcm { token: "t".into() };
-        p.endpoint = Arc::new(ep);
+        p.endpoint = fixtures::endpoint(PushAddress::Fcm { token: "t".into() });
         let err = device_token(&p).unwrap_err();
         assert_eq!(err.kind(), PushErrorKind::Rejected);
     }

@@ -9,20 +9,16 @@ mod common;
 use std::time::Duration;
 
 use tidings::{
-    ApnsEnvironment, App, Dispatcher, DispatcherConfig, EndpointRegistration, ManualClock,
-    NewNotification, PayloadMode, Priority, PushAddress, StatePatch, Tidings, Timestamp,
+    ApnsEnvironment, App, ManualClock, NewNotification, PayloadMode, Priority, PushAddress,
+    Tidings, Timestamp,
 };
 use tidings_memory::MemoryStore;
 use tidings_testkit::apns::{ApnsMock, ApnsReason, ApnsReply};
+use tidings_testkit::channel::fixtures::EndToEnd;
 
 const APP: &str = "chat";
 
-struct World {
-    mock: ApnsMock,
-    tidings: Tidings,
-    clock: ManualClock,
-    dispatcher: Dispatcher,
-}
+type World = EndToEnd<ApnsMock>;
 
 async fn world(app: App) -> World {
     let key = common::key("KEYE2E0001");
@@ -35,33 +31,16 @@ async fn world(app: App) -> World {
     let tidings = Tidings::builder()
         .store(MemoryStore::new())
         .channel(channel)
-        .clock(clock.clone())
-        .app(app)
-        .build()
-        .unwrap();
-    let mut config = DispatcherConfig::default();
-    config.backoff.jitter = false;
-    let dispatcher = tidings.dispatcher_with(config).unwrap();
-    World {
-        mock,
-        tidings,
-        clock,
-        dispatcher,
-    }
+        .app(app);
+    EndToEnd::new(mock, clock, tidings)
 }
 
 async fn register(w: &World, user: &str, token: &str) -> tidings::Endpoint {
-    w.tidings
-        .register_endpoint(EndpointRegistration::new(
-            APP,
-            user,
-            PushAddress::Apns {
-                token: token.to_owned(),
-                environment: ApnsEnvironment::Production,
-            },
-        ))
-        .await
-        .unwrap()
+    let address = PushAddress::Apns {
+        token: token.to_owned(),
+        environment: ApnsEnvironment::Production,
+    };
+    w.register(APP, user, address).await
 }
 
 #[tokio::test]
@@ -79,7 +58,7 @@ async fn inline_notification_arrives_as_an_alert_expiring_with_the_notification(
         .await
         .unwrap();
 
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    let report = w.run().await;
 
     assert_eq!(report.accepted, 1, "{report:?}");
     let r = &w.mock.requests_for("aa11")[0];
@@ -94,13 +73,9 @@ async fn inline_notification_arrives_as_an_alert_expiring_with_the_notification(
 async fn visible_shoulder_tap_shows_the_placeholder_for_the_extension_to_replace() {
     let w = world(App::new(APP).placeholder("New message", None)).await;
     register(&w, "alice", "aa12").await;
-    let n = w
-        .tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Secret subject"))
-        .await
-        .unwrap();
+    let n = w.notify(APP, "alice", "m1", "Secret subject").await;
 
-    w.dispatcher.run_until_idle().await.unwrap();
+    w.run().await;
 
     let r = &w.mock.requests_for("aa12")[0];
     assert!(r.accepted(), "{r:?}");
@@ -129,10 +104,10 @@ async fn raw_notification_goes_as_background_then_the_fallback_alert_fires() {
         )
         .await
         .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
+    w.run().await;
 
     w.clock.advance(Duration::from_secs(60));
-    w.dispatcher.run_until_idle().await.unwrap();
+    w.run().await;
 
     let requests = w.mock.requests_for("aa13");
     assert_eq!(requests.len(), 2, "{requests:?}");
@@ -159,26 +134,8 @@ async fn dismissing_on_one_device_sends_a_background_sync_signal_to_the_other() 
     let w = world(App::new(APP)).await;
     let phone = register(&w, "alice", "bb01").await;
     register(&w, "alice", "bb02").await;
-    let n = w
-        .tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
 
-    let changed = w
-        .tidings
-        .update_state(
-            &APP.into(),
-            &"alice".into(),
-            n.id,
-            StatePatch::dismissed(),
-            Some(phone.id),
-        )
-        .await
-        .unwrap();
-    w.clock.advance(Duration::from_secs(3));
-    w.dispatcher.run_until_idle().await.unwrap();
+    let changed = w.dismiss_from(&phone).await;
 
     let tablet = w.mock.requests_for("bb02");
     assert_eq!(tablet.len(), 2, "the notification, then the sync signal");
@@ -203,23 +160,15 @@ async fn dismissing_on_one_device_sends_a_background_sync_signal_to_the_other() 
 #[tokio::test]
 async fn expired_provider_token_is_re_signed_without_losing_the_notification() {
     let w = world(App::new(APP)).await;
-    register(&w, "alice", "cc01").await;
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("One"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
+    let endpoint = register(&w, "alice", "cc01").await;
 
-    // Apple's clock is an hour ahead of our 25 minutes: the cached token is expired there.
-    w.mock.advance_clock(Duration::from_secs(61 * 60));
-    w.clock.advance(Duration::from_secs(25 * 60));
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m2").title("Two"))
-        .await
-        .unwrap();
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    w.assert_credentials_renewed(&endpoint, |w| {
+        // Apple's clock is an hour ahead of our 25 minutes: the cached token is expired there.
+        w.mock.advance_clock(Duration::from_secs(61 * 60));
+        w.clock.advance(Duration::from_secs(25 * 60));
+    })
+    .await;
 
-    assert_eq!((report.accepted, report.retried), (1, 0), "{report:?}");
     let reasons: Vec<_> = w
         .mock
         .requests_for("cc01")
@@ -235,37 +184,16 @@ async fn expired_provider_token_is_re_signed_without_losing_the_notification() {
 #[tokio::test]
 async fn unregistered_token_deactivates_the_endpoint() {
     let w = world(App::new(APP)).await;
-    register(&w, "alice", "dd01").await;
+    let endpoint = register(&w, "alice", "dd01").await;
     w.mock.script(
         "dd01",
         ApnsReply::Unregistered {
             since_ms: 1_767_225_600_000,
         },
     );
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
 
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    w.assert_gone_deactivates(&endpoint, "Unregistered").await;
 
-    assert_eq!(report.gone, 1, "{report:?}");
-    let endpoints = w
-        .tidings
-        .endpoints(&APP.into(), &"alice".into())
-        .await
-        .unwrap();
-    assert!(!endpoints[0].active);
-    assert_eq!(
-        endpoints[0].deactivation_reason.as_deref(),
-        Some("Unregistered")
-    );
-
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m2").title("Again"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
     assert_eq!(
         w.mock.requests_for("dd01").len(),
         1,

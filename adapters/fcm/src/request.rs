@@ -206,61 +206,22 @@ pub fn send_url(base_url: &str, project: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use serde_json::{json, Value};
-    use tidings::{
-        AppId, DeliveryId, Endpoint, EndpointId, NotificationId, PushErrorKind, Timestamp, UserId,
-    };
+    use tidings::PushErrorKind;
+    use tidings_testkit::channel::fixtures::{self, visual};
 
     use super::*;
 
     const URL: &str = "https://fcm.googleapis.com/v1/projects/demo/messages:send";
 
-    fn endpoint(address: PushAddress) -> Arc<Endpoint> {
-        let now = Timestamp::from_secs(1_767_225_600);
-        Arc::new(Endpoint {
-            id: EndpointId::new_random(),
-            app: AppId::new("chat"),
-            user: UserId::new("alice"),
-            installation_id: None,
-            address,
-            active: true,
-            created_at: now,
-            last_seen_at: now,
-            address_expires_at: None,
-            deactivation_reason: None,
-        })
-    }
-
+    /// The fixture push of `content` to the registration token `reg-token-1`.
     fn push(content: PushContent) -> Push {
-        let now = Timestamp::from_secs(1_767_225_600);
-        Push {
-            delivery_id: DeliveryId::new_random(),
-            kind: DeliveryKind::Notification,
-            app: AppId::new("chat"),
-            endpoint: endpoint(PushAddress::Fcm {
-                token: "reg-token-1".into(),
-            }),
-            notification_id: Some(NotificationId::new_random()),
-            sequence: 7,
-            priority: Priority::Normal,
-            collapse_id: "collapse-1".into(),
-            group: None,
-            display_ttl: None,
-            expires_at: now.plus(Duration::from_secs(3600)),
-            sent_at: now,
-            attempt: 1,
-            content,
-        }
-    }
-
-    fn visual(title: &str, body: &str) -> VisualContent {
-        VisualContent {
-            title: title.into(),
-            body: Some(body.into()),
-        }
+        let address = PushAddress::Fcm {
+            token: "reg-token-1".into(),
+        };
+        fixtures::push(address, content)
     }
 
     fn message(push: &Push, options: &RenderOptions) -> Value {
@@ -286,7 +247,8 @@ mod tests {
 
     #[test]
     fn silent_tap_is_data_only_with_ids() {
-        let p = push(PushContent::Tap { alert: None });
+        let mut p = push(PushContent::Tap { alert: None });
+        p.sequence = 7;
         let m = message(&p, &RenderOptions::default());
         assert!(m.get("notification").is_none(), "{m}");
         assert!(m["android"].get("notification").is_none(), "{m}");
@@ -303,9 +265,10 @@ mod tests {
 
     #[test]
     fn visible_tap_shows_the_placeholder_and_carries_ids() {
-        let p = push(PushContent::Tap {
+        let mut p = push(PushContent::Tap {
             alert: Some(visual("New message", "Open the app to read it")),
         });
+        p.collapse_id = "collapse-1".into();
         let options = RenderOptions {
             android_channel_id: Some("messages".into()),
             ..RenderOptions::default()
@@ -327,10 +290,11 @@ mod tests {
 
     #[test]
     fn inline_visual_uses_notification_and_tag_from_the_collapse_id() {
-        let p = push(PushContent::Inline {
+        let mut p = push(PushContent::Inline {
             visual: Some(visual("Lunch?", "At noon")),
             raw: Some("{\"room\":42}".into()),
         });
+        p.collapse_id = "collapse-1".into();
         let m = message(&p, &RenderOptions::default());
         assert_eq!(m["notification"]["title"], "Lunch?");
         assert_eq!(m["notification"]["body"], "At noon");
@@ -382,6 +346,7 @@ mod tests {
     #[test]
     fn ttl_is_seconds_left_at_send_time_and_capped_at_four_weeks() {
         let mut p = push(PushContent::Tap { alert: None });
+        p.expires_at = p.sent_at.plus(Duration::from_secs(3600));
         assert_eq!(android_ttl(&p), "3600s");
         p.sent_at = p.sent_at.plus(Duration::from_secs(600));
         assert_eq!(android_ttl(&p), "3000s", "a retry carries a shorter TTL");
@@ -439,7 +404,7 @@ mod tests {
     #[test]
     fn non_fcm_endpoint_is_rejected() {
         let mut p = push(PushContent::Tap { alert: None });
-        p.endpoint = endpoint(PushAddress::Apns {
+        p.endpoint = fixtures::endpoint(PushAddress::Apns {
             token: "abcd".into(),
             environment: tidings::ApnsEnvironment::Sandbox,
         });
@@ -450,7 +415,7 @@ mod tests {
     #[test]
     fn token_with_quotes_stays_valid_json() {
         let mut p = push(PushContent::Tap { alert: None });
-        p.endpoint = endpoint(PushAddress::Fcm {
+        p.endpoint = fixtures::endpoint(PushAddress::Fcm {
             token: "a\"b\\c".into(),
         });
         let request = render(&p, URL, &RenderOptions::default()).unwrap();

@@ -5,23 +5,14 @@
 
 mod common;
 
-use std::time::Duration;
-
-use tidings::{
-    App, Dispatcher, DispatcherConfig, EndpointRegistration, ManualClock, NewNotification,
-    PayloadMode, PushAddress, StatePatch, Tidings, Timestamp,
-};
+use tidings::{App, ManualClock, NewNotification, PayloadMode, PushAddress, Tidings, Timestamp};
 use tidings_memory::MemoryStore;
+use tidings_testkit::channel::fixtures::EndToEnd;
 use tidings_testkit::fcm::{FcmErrorCode, FcmMock, FcmReply};
 
 const APP: &str = "chat";
 
-struct World {
-    mock: FcmMock,
-    tidings: Tidings,
-    clock: ManualClock,
-    dispatcher: Dispatcher,
-}
+type World = EndToEnd<FcmMock>;
 
 async fn world(app: App) -> World {
     let mock = FcmMock::start().await;
@@ -31,45 +22,24 @@ async fn world(app: App) -> World {
     let tidings = Tidings::builder()
         .store(MemoryStore::new())
         .channel(channel)
-        .clock(clock.clone())
-        .app(app)
-        .build()
-        .unwrap();
-    let mut config = DispatcherConfig::default();
-    config.backoff.jitter = false;
-    let dispatcher = tidings.dispatcher_with(config).unwrap();
-    World {
-        mock,
-        tidings,
-        clock,
-        dispatcher,
-    }
+        .app(app);
+    EndToEnd::new(mock, clock, tidings)
 }
 
 async fn register(w: &World, user: &str, token: &str) -> tidings::Endpoint {
-    w.tidings
-        .register_endpoint(EndpointRegistration::new(
-            APP,
-            user,
-            PushAddress::Fcm {
-                token: token.to_owned(),
-            },
-        ))
-        .await
-        .unwrap()
+    let address = PushAddress::Fcm {
+        token: token.to_owned(),
+    };
+    w.register(APP, user, address).await
 }
 
 #[tokio::test]
 async fn visible_shoulder_tap_shows_the_placeholder_and_carries_the_ids() {
     let w = world(App::new(APP).placeholder("New message", None)).await;
     register(&w, "alice", "android-1").await;
-    let n = w
-        .tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Secret subject"))
-        .await
-        .unwrap();
+    let n = w.notify(APP, "alice", "m1", "Secret subject").await;
 
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    let report = w.run().await;
 
     assert_eq!(report.accepted, 1, "{report:?}");
     let r = &w.mock.requests_for("android-1")[0];
@@ -94,7 +64,7 @@ async fn raw_inline_notification_is_a_data_only_message() {
         .await
         .unwrap();
 
-    w.dispatcher.run_until_idle().await.unwrap();
+    w.run().await;
 
     let r = &w.mock.requests_for("android-raw")[0];
     assert!(r.accepted());
@@ -109,26 +79,8 @@ async fn dismissing_on_one_phone_sends_a_high_priority_sync_signal_to_the_other(
     let w = world(App::new(APP)).await;
     let phone = register(&w, "alice", "android-phone").await;
     register(&w, "alice", "android-tablet").await;
-    let n = w
-        .tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
 
-    let changed = w
-        .tidings
-        .update_state(
-            &APP.into(),
-            &"alice".into(),
-            n.id,
-            StatePatch::dismissed(),
-            Some(phone.id),
-        )
-        .await
-        .unwrap();
-    w.clock.advance(Duration::from_secs(3));
-    w.dispatcher.run_until_idle().await.unwrap();
+    let changed = w.dismiss_from(&phone).await;
 
     let tablet = w.mock.requests_for("android-tablet");
     assert_eq!(tablet.len(), 2, "the notification, then the sync signal");
@@ -148,33 +100,12 @@ async fn dismissing_on_one_phone_sends_a_high_priority_sync_signal_to_the_other(
 #[tokio::test]
 async fn unregistered_token_deactivates_the_endpoint() {
     let w = world(App::new(APP)).await;
-    register(&w, "alice", "android-gone").await;
+    let endpoint = register(&w, "alice", "android-gone").await;
     w.mock
         .script("android-gone", FcmReply::Error(FcmErrorCode::Unregistered));
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
 
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    w.assert_gone_deactivates(&endpoint, "UNREGISTERED").await;
 
-    assert_eq!(report.gone, 1, "{report:?}");
-    let endpoints = w
-        .tidings
-        .endpoints(&APP.into(), &"alice".into())
-        .await
-        .unwrap();
-    assert!(!endpoints[0].active);
-    assert_eq!(
-        endpoints[0].deactivation_reason.as_deref(),
-        Some("UNREGISTERED")
-    );
-
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m2").title("Again"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
     assert_eq!(
         w.mock.requests_for("android-gone").len(),
         1,
@@ -185,20 +116,10 @@ async fn unregistered_token_deactivates_the_endpoint() {
 #[tokio::test]
 async fn expired_access_token_is_refreshed_without_losing_the_notification() {
     let w = world(App::new(APP)).await;
-    register(&w, "alice", "android-auth").await;
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("One"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
+    let endpoint = register(&w, "alice", "android-auth").await;
 
-    w.mock.expire_access_tokens();
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m2").title("Two"))
-        .await
-        .unwrap();
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    w.assert_credentials_renewed(&endpoint, |w| w.mock.expire_access_tokens())
+        .await;
 
-    assert_eq!((report.accepted, report.retried), (1, 0), "{report:?}");
     assert_eq!(w.mock.token_request_count(), 2);
 }

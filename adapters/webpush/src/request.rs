@@ -132,59 +132,28 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
-    use tidings::{
-        AppId, DeliveryId, Endpoint, EndpointId, NotificationId, PushAddress, Timestamp, UserId,
-    };
+    use tidings::PushAddress;
+    use tidings_testkit::channel::fixtures::{self, visual};
 
+    /// The fixture push of `content` to a subscription on FCM's push service (without keys:
+    /// nothing here encrypts).
     fn push(content: PushContent) -> Push {
-        let now = Timestamp::from_secs(1_800_000_000);
-        Push {
-            delivery_id: DeliveryId::new_random(),
-            kind: DeliveryKind::Notification,
-            app: AppId::new("chat"),
-            endpoint: Arc::new(Endpoint {
-                id: EndpointId::new_random(),
-                app: AppId::new("chat"),
-                user: UserId::new("alice"),
-                installation_id: None,
-                address: PushAddress::WebPush {
-                    endpoint: "https://fcm.googleapis.com/fcm/send/x".into(),
-                    p256dh: String::new(),
-                    auth: String::new(),
-                },
-                active: true,
-                created_at: now,
-                last_seen_at: now,
-                address_expires_at: None,
-                deactivation_reason: None,
-            }),
-            notification_id: Some(NotificationId::new_random()),
-            sequence: 7,
-            priority: Priority::High,
-            collapse_id: "c1".into(),
-            group: Some("team-secret-group".into()),
-            display_ttl: None,
-            expires_at: now.plus(Duration::from_secs(600)),
-            sent_at: now,
-            attempt: 1,
-            content,
-        }
-    }
-
-    fn visual(title: &str, body: &str) -> VisualContent {
-        VisualContent {
-            title: title.into(),
-            body: Some(body.into()),
-        }
+        let address = PushAddress::WebPush {
+            endpoint: "https://fcm.googleapis.com/fcm/send/x".into(),
+            p256dh: String::new(),
+            auth: String::new(),
+        };
+        fixtures::push(address, content)
     }
 
     #[test]
     fn shoulder_tap_carries_only_ids_and_the_placeholder() {
-        let p = push(PushContent::Tap {
+        let mut p = push(PushContent::Tap {
             alert: Some(visual("New notification", "Open to read")),
         });
+        p.sequence = 7;
+        p.group = Some("team-secret-group".into()); // a tap must not carry it
         let json: serde_json::Value = serde_json::from_slice(&render(&p)).unwrap();
         assert_eq!(
             json,
@@ -198,10 +167,11 @@ mod tests {
 
     #[test]
     fn inline_carries_the_content() {
-        let p = push(PushContent::Inline {
+        let mut p = push(PushContent::Inline {
             visual: Some(visual("Lunch?", "At noon")),
             raw: Some(r#"{"room":42}"#.into()),
         });
+        p.group = Some("team-secret-group".into());
         let json: serde_json::Value = serde_json::from_slice(&render(&p)).unwrap();
         assert_eq!(json["mode"], "inline");
         assert_eq!(json["alert"]["title"], "Lunch?");
@@ -215,6 +185,8 @@ mod tests {
         let mut p = push(PushContent::Tap { alert: None });
         p.kind = DeliveryKind::Sync;
         p.notification_id = None;
+        p.sequence = 7;
+        p.group = Some("team-secret-group".into()); // a silent push must not carry it
         let json: serde_json::Value = serde_json::from_slice(&render(&p)).unwrap();
         assert_eq!(
             json,
@@ -247,6 +219,9 @@ mod tests {
     #[test]
     fn headers_carry_ttl_urgency_topic_encoding_and_vapid() {
         let mut p = push(PushContent::Tap { alert: None });
+        p.priority = Priority::High;
+        p.collapse_id = "c1".into();
+        p.expires_at = p.sent_at.plus(Duration::from_secs(600));
         p.sent_at = p.sent_at.plus(Duration::from_secs(100)); // a retry: TTL shrinks
         let req = build(
             &p,

@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use tidings::{
-    AddressPolicy, App, EndpointRegistration, NewNotification, PayloadMode, PushErrorKind, Tidings,
+    AddressPolicy, App, Endpoint, EndpointRegistration, NewNotification, PayloadMode,
+    PushErrorKind, Tidings,
 };
 use tidings_memory::MemoryStore;
-use tidings_testkit::webpush::{VapidKey, WebPushMock, WebPushRequest};
+use tidings_testkit::webpush::{Subscription, VapidKey, WebPushMock, WebPushRequest};
 use tidings_webpush::WebPushChannel;
 
 const APP: &str = "chat";
@@ -18,8 +19,14 @@ const APP: &str = "chat";
 struct Setup {
     tidings: Tidings,
     mock: WebPushMock,
+    /// The browser's subscription to the fake, of `alice`.
+    sub: Subscription,
+    /// Its endpoint, registered.
+    endpoint: Endpoint,
 }
 
+/// `Tidings` with `app` and `channel`, the fake, and one subscription of `alice` to it,
+/// registered.
 async fn setup(app: App, channel: WebPushChannel) -> Setup {
     let tidings = Tidings::builder()
         .store(MemoryStore::new())
@@ -28,10 +35,25 @@ async fn setup(app: App, channel: WebPushChannel) -> Setup {
         .address_policy(AddressPolicy::with_loopback_for_tests())
         .build()
         .unwrap();
+    let mock = WebPushMock::start().await;
+    let sub = mock.subscription();
+    let endpoint = tidings
+        .register_endpoint(EndpointRegistration::new(APP, "alice", sub.address()))
+        .await
+        .unwrap();
     Setup {
         tidings,
-        mock: WebPushMock::start().await,
+        mock,
+        sub,
+        endpoint,
     }
+}
+
+/// [`setup`] with a channel that signs for [`APP`] with a fresh key, which it returns too.
+async fn signed_setup(app: App) -> (Setup, VapidKey) {
+    let key = VapidKey::generate();
+    let s = setup(app, channel_for(&[(APP, &key)])).await;
+    (s, key)
 }
 
 fn channel_for(apps: &[(&str, &VapidKey)]) -> WebPushChannel {
@@ -53,17 +75,7 @@ async fn only_request(mock: &WebPushMock) -> WebPushRequest {
 
 #[tokio::test]
 async fn a_shoulder_tap_reaches_the_browser_with_ids_but_no_content() {
-    let key = VapidKey::generate();
-    let s = setup(
-        App::new(APP).placeholder("You have a new message", None),
-        channel_for(&[(APP, &key)]),
-    )
-    .await;
-    let sub = s.mock.subscription();
-    s.tidings
-        .register_endpoint(EndpointRegistration::new(APP, "alice", sub.address()))
-        .await
-        .unwrap();
+    let (s, key) = signed_setup(App::new(APP).placeholder("You have a new message", None)).await;
     let sent = s
         .tidings
         .send(
@@ -107,17 +119,7 @@ async fn a_shoulder_tap_reaches_the_browser_with_ids_but_no_content() {
 
 #[tokio::test]
 async fn inline_mode_delivers_the_content_encrypted() {
-    let key = VapidKey::generate();
-    let s = setup(
-        App::new(APP).payload_mode(PayloadMode::Inline),
-        channel_for(&[(APP, &key)]),
-    )
-    .await;
-    let sub = s.mock.subscription();
-    s.tidings
-        .register_endpoint(EndpointRegistration::new(APP, "alice", sub.address()))
-        .await
-        .unwrap();
+    let (s, _) = signed_setup(App::new(APP).payload_mode(PayloadMode::Inline)).await;
     s.tidings
         .send(
             NewNotification::new(APP, "alice", "m-1")
@@ -141,17 +143,7 @@ async fn inline_mode_delivers_the_content_encrypted() {
 
 #[tokio::test]
 async fn inline_content_too_large_for_web_push_goes_out_as_a_shoulder_tap() {
-    let key = VapidKey::generate();
-    let s = setup(
-        App::new(APP).payload_mode(PayloadMode::Inline),
-        channel_for(&[(APP, &key)]),
-    )
-    .await;
-    let sub = s.mock.subscription();
-    s.tidings
-        .register_endpoint(EndpointRegistration::new(APP, "alice", sub.address()))
-        .await
-        .unwrap();
+    let (s, _) = signed_setup(App::new(APP).payload_mode(PayloadMode::Inline)).await;
     s.tidings
         .send(
             NewNotification::new(APP, "alice", "m-1")
@@ -169,15 +161,8 @@ async fn inline_content_too_large_for_web_push_goes_out_as_a_shoulder_tap() {
 
 #[tokio::test]
 async fn an_unsubscribed_browser_gets_its_endpoint_deactivated() {
-    let key = VapidKey::generate();
-    let s = setup(App::new(APP), channel_for(&[(APP, &key)])).await;
-    let sub = s.mock.subscription();
-    let endpoint = s
-        .tidings
-        .register_endpoint(EndpointRegistration::new(APP, "alice", sub.address()))
-        .await
-        .unwrap();
-    s.mock.unsubscribe(sub.endpoint());
+    let (s, _) = signed_setup(App::new(APP)).await;
+    s.mock.unsubscribe(s.sub.endpoint());
     s.tidings
         .send(NewNotification::new(APP, "alice", "m-1").title("Hi"))
         .await
@@ -190,7 +175,7 @@ async fn an_unsubscribed_browser_gets_its_endpoint_deactivated() {
         .endpoints(&APP.into(), &"alice".into())
         .await
         .unwrap();
-    let e = endpoints.iter().find(|e| e.id == endpoint.id).unwrap();
+    let e = endpoints.iter().find(|e| e.id == s.endpoint.id).unwrap();
     assert!(!e.active, "a 410 deactivates the endpoint");
 
     s.tidings
@@ -199,7 +184,7 @@ async fn an_unsubscribed_browser_gets_its_endpoint_deactivated() {
         .unwrap();
     s.tidings.dispatcher().run_until_idle().await.unwrap();
     assert_eq!(
-        s.mock.requests_to(sub.endpoint()).len(),
+        s.mock.requests_to(s.sub.endpoint()).len(),
         1,
         "nothing more was sent"
     );
@@ -254,11 +239,6 @@ async fn without_the_test_override_loopback_endpoints_are_refused_at_send_time()
         .build()
         .unwrap();
     let s = setup(App::new(APP), channel.clone()).await;
-    let sub = s.mock.subscription();
-    s.tidings
-        .register_endpoint(EndpointRegistration::new(APP, "alice", sub.address()))
-        .await
-        .unwrap();
     s.tidings
         .send(NewNotification::new(APP, "alice", "m-1").title("Hi"))
         .await

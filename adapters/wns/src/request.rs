@@ -242,62 +242,22 @@ pub fn render(push: &Push) -> Result<http::Request<Bytes>, PushError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use serde_json::{json, Value};
-    use tidings::{
-        AppId, DeliveryId, DeliveryKind, Endpoint, EndpointId, NotificationId, PushErrorKind,
-        Timestamp, UserId,
-    };
+    use tidings::{DeliveryKind, PushErrorKind};
+    use tidings_testkit::channel::fixtures::{self, title_only, visual};
 
     use super::*;
 
     const URI: &str = "https://db5p.notify.windows.com/w/?token=AwYAAAB";
 
-    fn endpoint(address: PushAddress) -> Arc<Endpoint> {
-        let now = Timestamp::from_secs(1_767_225_600);
-        Arc::new(Endpoint {
-            id: EndpointId::new_random(),
-            app: AppId::new("chat"),
-            user: UserId::new("alice"),
-            installation_id: None,
-            address,
-            active: true,
-            created_at: now,
-            last_seen_at: now,
-            address_expires_at: None,
-            deactivation_reason: None,
-        })
-    }
-
+    /// The fixture push of `content` to the channel URI [`URI`].
     fn push(content: PushContent) -> Push {
-        let now = Timestamp::from_secs(1_767_225_600);
-        Push {
-            delivery_id: DeliveryId::new_random(),
-            kind: DeliveryKind::Notification,
-            app: AppId::new("chat"),
-            endpoint: endpoint(PushAddress::Wns {
-                channel_uri: URI.into(),
-            }),
-            notification_id: Some(NotificationId::new_random()),
-            sequence: 7,
-            priority: Priority::Normal,
-            collapse_id: "c1".into(),
-            group: None,
-            display_ttl: None,
-            expires_at: now.plus(Duration::from_secs(3600)),
-            sent_at: now,
-            attempt: 1,
-            content,
-        }
-    }
-
-    fn visual(title: &str, body: Option<&str>) -> VisualContent {
-        VisualContent {
-            title: title.into(),
-            body: body.map(Into::into),
-        }
+        let address = PushAddress::Wns {
+            channel_uri: URI.into(),
+        };
+        fixtures::push(address, content)
     }
 
     fn header<'a>(r: &'a http::Request<Bytes>, name: &str) -> Option<&'a str> {
@@ -306,10 +266,15 @@ mod tests {
 
     #[test]
     fn visible_inline_push_is_a_toast_post_to_the_channel_uri() {
-        let p = push(PushContent::Inline {
-            visual: Some(visual("Lunch?", Some("At noon"))),
+        let mut p = push(PushContent::Inline {
+            visual: Some(visual("Lunch?", "At noon")),
             raw: None,
         });
+        p.sequence = 7;
+        p.priority = Priority::Normal;
+        p.collapse_id = "c1".into();
+        p.group = None;
+        p.expires_at = p.sent_at.plus(Duration::from_secs(3600));
         let r = render(&p).unwrap();
         assert_eq!(r.method(), http::Method::POST);
         assert_eq!(r.uri(), URI);
@@ -338,10 +303,7 @@ mod tests {
     #[test]
     fn toast_text_is_escaped() {
         let p = push(PushContent::Inline {
-            visual: Some(visual(
-                "<b>Tom & \"Jerry\"</b>",
-                Some("it's </text><x>\u{1}"),
-            )),
+            visual: Some(visual("<b>Tom & \"Jerry\"</b>", "it's </text><x>\u{1}")),
             raw: None,
         });
         let (_, body) = render_body(&p).unwrap();
@@ -360,7 +322,7 @@ mod tests {
     #[test]
     fn toast_without_body_has_one_text() {
         let p = push(PushContent::Inline {
-            visual: Some(visual("Only a title", None)),
+            visual: Some(title_only("Only a title")),
             raw: None,
         });
         let xml = String::from_utf8(render_body(&p).unwrap().1).unwrap();
@@ -370,7 +332,7 @@ mod tests {
     #[test]
     fn visible_shoulder_tap_shows_the_placeholder_and_launches_with_the_ids() {
         let p = push(PushContent::Tap {
-            alert: Some(visual("New message", None)),
+            alert: Some(title_only("New message")),
         });
         let r = render(&p).unwrap();
         assert_eq!(header(&r, "x-wns-type"), Some("wns/toast"));
@@ -384,7 +346,8 @@ mod tests {
 
     #[test]
     fn silent_tap_is_raw_with_ids() {
-        let p = push(PushContent::Tap { alert: None });
+        let mut p = push(PushContent::Tap { alert: None });
+        p.sequence = 7;
         let r = render(&p).unwrap();
         assert_eq!(header(&r, "content-type"), Some("application/octet-stream"));
         assert_eq!(header(&r, "x-wns-type"), Some("wns/raw"));
@@ -421,6 +384,7 @@ mod tests {
         p.priority = Priority::Low;
         p.notification_id = None;
         p.collapse_id = "sync".into();
+        p.sequence = 7;
         let r = render(&p).unwrap();
         assert_eq!(header(&r, "x-wns-type"), Some("wns/raw"));
         assert_eq!(header(&r, "x-wns-priority"), Some("3"));
@@ -445,6 +409,7 @@ mod tests {
     #[test]
     fn ttl_is_seconds_left_at_send_time() {
         let mut p = push(PushContent::Tap { alert: None });
+        p.expires_at = p.sent_at.plus(Duration::from_secs(3600));
         p.sent_at = p.sent_at.plus(Duration::from_secs(600));
         assert_eq!(header(&render(&p).unwrap(), "x-wns-ttl"), Some("3000"));
         p.sent_at = p.expires_at.plus(Duration::from_secs(5));
@@ -468,7 +433,7 @@ mod tests {
     #[test]
     fn toast_tag_and_group_come_from_collapse_id_and_group() {
         let mut p = push(PushContent::Inline {
-            visual: Some(visual("t", None)),
+            visual: Some(title_only("t")),
             raw: None,
         });
         p.collapse_id = "0195f3a2-7c1e-7d2b-9a4e-1f2e3d4c5b6a".into();
@@ -487,7 +452,7 @@ mod tests {
     #[test]
     fn oversized_payload_is_refused_before_any_request() {
         let p = push(PushContent::Inline {
-            visual: Some(visual("Big", Some(&"x".repeat(MAX_PAYLOAD_BYTES)))),
+            visual: Some(visual("Big", &"x".repeat(MAX_PAYLOAD_BYTES))),
             raw: None,
         });
         let err = render(&p).unwrap_err();
@@ -506,17 +471,17 @@ mod tests {
     #[test]
     fn payload_of_exactly_the_limit_is_rendered() {
         let mut p = push(PushContent::Inline {
-            visual: Some(visual("", None)),
+            visual: Some(title_only("")),
             raw: None,
         });
         let base = render_body(&p).unwrap().1.len();
         p.content = PushContent::Inline {
-            visual: Some(visual(&"z".repeat(MAX_PAYLOAD_BYTES - base), None)),
+            visual: Some(title_only(&"z".repeat(MAX_PAYLOAD_BYTES - base))),
             raw: None,
         };
         assert_eq!(render_body(&p).unwrap().1.len(), MAX_PAYLOAD_BYTES);
         p.content = PushContent::Inline {
-            visual: Some(visual(&"z".repeat(MAX_PAYLOAD_BYTES - base + 1), None)),
+            visual: Some(title_only(&"z".repeat(MAX_PAYLOAD_BYTES - base + 1))),
             raw: None,
         };
         assert!(render_body(&p).is_err());
@@ -525,7 +490,7 @@ mod tests {
     #[test]
     fn other_platforms_are_rejected() {
         let mut p = push(PushContent::Tap { alert: None });
-        p.endpoint = endpoint(PushAddress::Fcm { token: "t".into() });
+        p.endpoint = fixtures::endpoint(PushAddress::Fcm { token: "t".into() });
         assert_eq!(render(&p).unwrap_err().kind(), PushErrorKind::Rejected);
     }
 }

@@ -8,21 +8,21 @@ mod common;
 use std::time::Duration;
 
 use tidings::{
-    AddressPolicy, App, Dispatcher, DispatcherConfig, EndpointRegistration, ManualClock,
-    NewNotification, PayloadMode, PushAddress, StatePatch, Tidings, Timestamp,
+    AddressPolicy, App, ManualClock, NewNotification, PayloadMode, PushAddress, Tidings, Timestamp,
 };
 use tidings_memory::MemoryStore;
+use tidings_testkit::channel::fixtures::EndToEnd;
 use tidings_testkit::wns::{WnsAppCredentials, WnsMock, WnsReply};
 
 const APP: &str = "chat";
 
-struct World {
+/// The WNS mock and the credentials it issued to [`APP`].
+struct Gateway {
     wns: WnsMock,
     creds: WnsAppCredentials,
-    tidings: Tidings,
-    clock: ManualClock,
-    dispatcher: Dispatcher,
 }
+
+type World = EndToEnd<Gateway>;
 
 async fn world(app: App) -> World {
     let wns = WnsMock::start().await;
@@ -37,54 +37,30 @@ async fn world(app: App) -> World {
     let tidings = Tidings::builder()
         .store(MemoryStore::new())
         .channel(channel)
-        .clock(clock.clone())
         .address_policy(policy)
-        .app(app)
-        .build()
-        .unwrap();
-    let mut config = DispatcherConfig::default();
-    config.backoff.jitter = false;
-    let dispatcher = tidings.dispatcher_with(config).unwrap();
-    World {
-        wns,
-        creds,
-        tidings,
-        clock,
-        dispatcher,
-    }
+        .app(app);
+    EndToEnd::new(Gateway { wns, creds }, clock, tidings)
 }
 
 /// Registers a new channel URI of the mock for `user`; returns the endpoint and its URI.
 async fn register(w: &World, user: &str) -> (tidings::Endpoint, String) {
-    let uri = w.wns.channel_uri(&w.creds);
-    let ep = w
-        .tidings
-        .register_endpoint(EndpointRegistration::new(
-            APP,
-            user,
-            PushAddress::Wns {
-                channel_uri: uri.clone(),
-            },
-        ))
-        .await
-        .unwrap();
-    (ep, uri)
+    let uri = w.mock.wns.channel_uri(&w.mock.creds);
+    let address = PushAddress::Wns {
+        channel_uri: uri.clone(),
+    };
+    (w.register(APP, user, address).await, uri)
 }
 
 #[tokio::test]
 async fn visible_shoulder_tap_is_a_toast_with_the_placeholder_and_the_ids() {
     let w = world(App::new(APP).placeholder("New message", None)).await;
     let (_, uri) = register(&w, "alice").await;
-    let n = w
-        .tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Secret subject"))
-        .await
-        .unwrap();
+    let n = w.notify(APP, "alice", "m1", "Secret subject").await;
 
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    let report = w.run().await;
 
     assert_eq!(report.accepted, 1, "{report:?}");
-    let r = &w.wns.requests_to(&uri)[0];
+    let r = &w.mock.wns.requests_to(&uri)[0];
     assert!(r.accepted());
     assert_eq!(r.wns_type.as_deref(), Some("wns/toast"));
     assert_eq!(r.texts, ["New message"]);
@@ -106,9 +82,9 @@ async fn inline_notification_shows_its_title_and_body() {
         .await
         .unwrap();
 
-    w.dispatcher.run_until_idle().await.unwrap();
+    w.run().await;
 
-    let r = &w.wns.requests_to(&uri)[0];
+    let r = &w.mock.wns.requests_to(&uri)[0];
     assert!(r.accepted());
     assert_eq!(r.texts, ["Order shipped", "Arrives Friday"]);
 }
@@ -122,9 +98,9 @@ async fn raw_inline_notification_is_a_raw_push() {
         .await
         .unwrap();
 
-    w.dispatcher.run_until_idle().await.unwrap();
+    w.run().await;
 
-    let r = &w.wns.requests_to(&uri)[0];
+    let r = &w.mock.wns.requests_to(&uri)[0];
     assert!(r.accepted());
     assert_eq!(r.wns_type.as_deref(), Some("wns/raw"));
     let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -136,28 +112,10 @@ async fn dismissing_on_one_pc_sends_a_raw_sync_signal_to_the_other() {
     let w = world(App::new(APP)).await;
     let (laptop, laptop_uri) = register(&w, "alice").await;
     let (_, desktop_uri) = register(&w, "alice").await;
-    let n = w
-        .tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
 
-    let changed = w
-        .tidings
-        .update_state(
-            &APP.into(),
-            &"alice".into(),
-            n.id,
-            StatePatch::dismissed(),
-            Some(laptop.id),
-        )
-        .await
-        .unwrap();
-    w.clock.advance(Duration::from_secs(3));
-    w.dispatcher.run_until_idle().await.unwrap();
+    let changed = w.dismiss_from(&laptop).await;
 
-    let desktop = w.wns.requests_to(&desktop_uri);
+    let desktop = w.mock.wns.requests_to(&desktop_uri);
     assert_eq!(desktop.len(), 2, "the notification, then the sync signal");
     let sync = &desktop[1];
     assert!(sync.accepted());
@@ -166,7 +124,7 @@ async fn dismissing_on_one_pc_sends_a_raw_sync_signal_to_the_other() {
     assert_eq!(body["kind"], "sync");
     assert_eq!(body["sequence"], changed.sequence);
     assert_eq!(
-        w.wns.requests_to(&laptop_uri).len(),
+        w.mock.wns.requests_to(&laptop_uri).len(),
         1,
         "no signal back to the PC that made the change"
     );
@@ -175,87 +133,60 @@ async fn dismissing_on_one_pc_sends_a_raw_sync_signal_to_the_other() {
 #[tokio::test]
 async fn expired_access_token_is_refreshed_without_losing_the_notification() {
     let w = world(App::new(APP)).await;
-    register(&w, "alice").await;
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("One"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
+    let (endpoint, _) = register(&w, "alice").await;
 
-    w.wns.expire_tokens();
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m2").title("Two"))
-        .await
-        .unwrap();
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    w.assert_credentials_renewed(&endpoint, |w| w.mock.wns.expire_tokens())
+        .await;
 
-    assert_eq!((report.accepted, report.retried), (1, 0), "{report:?}");
-    assert_eq!(w.wns.token_requests().len(), 2);
+    assert_eq!(w.mock.wns.token_requests().len(), 2);
 }
 
 #[tokio::test]
 async fn throttled_push_is_retried_after_continue_after() {
     let w = world(App::new(APP)).await;
     let (_, uri) = register(&w, "alice").await;
-    w.wns.script(
+    w.mock.wns.script(
         &uri,
         [WnsReply::Throttled {
             continue_after: Some(Duration::from_secs(120)),
         }],
     );
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
+    w.notify(APP, "alice", "m1", "Hi").await;
 
-    let first = w.dispatcher.run_until_idle().await.unwrap();
+    let first = w.run().await;
     assert_eq!((first.accepted, first.retried), (0, 1), "{first:?}");
 
     w.clock.advance(Duration::from_secs(119));
-    let early = w.dispatcher.run_until_idle().await.unwrap();
+    let early = w.run().await;
     assert_eq!(
         early.leased, 0,
         "not before X-WNS-CONTINUE-AFTER: {early:?}"
     );
 
     w.clock.advance(Duration::from_secs(2));
-    let second = w.dispatcher.run_until_idle().await.unwrap();
+    let second = w.run().await;
     assert_eq!(second.accepted, 1, "{second:?}");
-    let statuses: Vec<u16> = w.wns.requests_to(&uri).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = w
+        .mock
+        .wns
+        .requests_to(&uri)
+        .iter()
+        .map(|r| r.status)
+        .collect();
     assert_eq!(statuses, vec![406, 200]);
 }
 
 #[tokio::test]
 async fn expired_channel_deactivates_the_endpoint() {
     let w = world(App::new(APP)).await;
-    let (_, uri) = register(&w, "alice").await;
-    w.wns.expire_channel(&uri);
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
+    let (endpoint, uri) = register(&w, "alice").await;
+    w.mock.wns.expire_channel(&uri);
 
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    w.assert_gone_deactivates(&endpoint, "channel_expired")
+        .await;
 
-    assert_eq!(report.gone, 1, "{report:?}");
-    let endpoints = w
-        .tidings
-        .endpoints(&APP.into(), &"alice".into())
-        .await
-        .unwrap();
-    assert!(!endpoints[0].active);
     assert_eq!(
-        endpoints[0].deactivation_reason.as_deref(),
-        Some("channel_expired")
-    );
-
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m2").title("Again"))
-        .await
-        .unwrap();
-    w.dispatcher.run_until_idle().await.unwrap();
-    assert_eq!(
-        w.wns.requests_to(&uri).len(),
+        w.mock.wns.requests_to(&uri).len(),
         1,
         "nothing more is sent to a deactivated endpoint"
     );
@@ -265,13 +196,10 @@ async fn expired_channel_deactivates_the_endpoint() {
 async fn a_dropped_toast_is_not_counted_as_accepted() {
     let w = world(App::new(APP)).await;
     let (_, uri) = register(&w, "alice").await;
-    w.wns.script_always(&uri, WnsReply::Dropped);
-    w.tidings
-        .send(NewNotification::new(APP, "alice", "m1").title("Hi"))
-        .await
-        .unwrap();
+    w.mock.wns.script_always(&uri, WnsReply::Dropped);
+    w.notify(APP, "alice", "m1", "Hi").await;
 
-    let report = w.dispatcher.run_until_idle().await.unwrap();
+    let report = w.run().await;
 
     assert_eq!((report.accepted, report.failed), (0, 1), "{report:?}");
     let endpoints = w

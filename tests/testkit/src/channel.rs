@@ -29,6 +29,10 @@
 //! Harnesses shipped here: [`WnsHarness`](crate::wns::WnsHarness) and
 //! [`WebPushHarness`](crate::webpush::WebPushHarness). A third-party channel implements
 //! [`ChannelHarness`] for its own fake.
+//!
+//! For a channel crate's own tests, [`fixtures`] has fixed test data (an endpoint, a push and
+//! visual content with documented values) and [`fixtures::EndToEnd`], `Tidings` wired to one
+//! channel on a manual clock with the scenarios end-to-end tests share.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,10 +40,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidings::{
-    AppId, DeliveryId, DeliveryKind, Endpoint, EndpointId, NotificationId, Platform, Priority,
-    Push, PushAddress, PushChannel, PushContent, PushErrorKind, Retry, Timestamp, UserId,
-    VisualContent,
+    AppId, Endpoint, Platform, Push, PushAddress, PushChannel, PushContent, PushError,
+    PushErrorKind, Retry, Timestamp, UserId,
 };
+
+use crate::store::fixtures::endpoint_with;
+
+pub mod fixtures;
 
 /// What the suite asks of the channel it builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,50 +131,29 @@ pub trait ChannelHarness: Send + Sync + Sized + 'static {
 /// A visible notification with `title` and `body`.
 pub fn visible(title: &str, body: &str) -> PushContent {
     PushContent::Inline {
-        visual: Some(VisualContent {
-            title: title.to_owned(),
-            body: Some(body.to_owned()),
-        }),
+        visual: Some(fixtures::visual(title, body)),
         raw: None,
     }
 }
 
 /// A first-attempt notification push to `endpoint`, sent now, expiring in an hour.
 pub fn push_to(endpoint: &Endpoint, content: PushContent) -> Push {
-    let now = Timestamp::now_utc();
-    Push {
-        delivery_id: DeliveryId::new_random(),
-        kind: DeliveryKind::Notification,
-        app: endpoint.app.clone(),
-        endpoint: Arc::new(endpoint.clone()),
-        notification_id: Some(NotificationId::new_random()),
-        sequence: 1,
-        priority: Priority::Normal,
-        collapse_id: "conformance".to_owned(),
-        group: None,
-        display_ttl: None,
-        expires_at: now.plus(Duration::from_secs(3600)),
-        sent_at: now,
-        attempt: 1,
+    fixtures::first_attempt(
+        Arc::new(endpoint.clone()),
+        Timestamp::now_utc(),
+        "conformance",
         content,
-    }
+    )
 }
 
 /// An active endpoint of `app` for `address`, registered now (for harnesses).
 pub fn endpoint_for(app: &AppId, address: PushAddress) -> Endpoint {
-    let now = Timestamp::now_utc();
-    Endpoint {
-        id: EndpointId::new_random(),
-        app: app.clone(),
-        user: UserId::new("conformance-user"),
-        installation_id: None,
+    endpoint_with(
+        app,
+        &UserId::new("conformance-user"),
         address,
-        active: true,
-        created_at: now,
-        last_seen_at: now,
-        address_expires_at: None,
-        deactivation_reason: None,
-    }
+        Timestamp::now_utc(),
+    )
 }
 
 fn greeting(endpoint: &Endpoint) -> Push {
@@ -177,6 +163,49 @@ fn greeting(endpoint: &Endpoint) -> Push {
     )
 }
 
+/// Starts the harness and builds the channel under test with `options`.
+async fn started<H, C, F>(make: F, options: ChannelOptions) -> (H, C)
+where
+    H: ChannelHarness,
+    F: Fn(&H, ChannelOptions) -> C,
+{
+    let h = H::start().await;
+    let channel = make(&h, options);
+    (h, channel)
+}
+
+/// Sends the greeting to a fresh endpoint the fake answers with `answer`, and returns the error
+/// the channel made of it; panics if the channel took the answer as accepted.
+async fn refusal<H: ChannelHarness, C: PushChannel>(
+    h: &H,
+    channel: &C,
+    answer: &H::Answer,
+) -> PushError {
+    let ep = h.endpoint();
+    h.script_always(&ep, answer.clone());
+    match channel.send(&greeting(&ep)).await {
+        Ok(a) => panic!("{answer:?} was taken as accepted ({a:?})"),
+        Err(e) => e,
+    }
+}
+
+/// Checks that the harness lists some `what` answers, then sends the greeting once per answer
+/// (to a fresh endpoint each time) and returns each answer with the error the channel made of it.
+async fn refusals<H: ChannelHarness, C: PushChannel>(
+    h: &H,
+    channel: &C,
+    answers: Vec<H::Answer>,
+    what: &str,
+) -> Vec<(H::Answer, PushError)> {
+    assert!(!answers.is_empty(), "the harness lists no {what} answers");
+    let mut refused = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let err = refusal(h, channel, &answer).await;
+        refused.push((answer, err));
+    }
+    refused
+}
+
 /// An accepted push returns the provider's message id: the one the fake answered with.
 pub async fn accepted_push_returns_provider_message_id<H, C, F>(make: F)
 where
@@ -184,8 +213,7 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(&h, ChannelOptions::default());
+    let (h, channel) = started(make, ChannelOptions::default()).await;
     assert_eq!(
         channel.platform(),
         h.platform(),
@@ -216,17 +244,8 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(&h, ChannelOptions::default());
-    let answers = h.gone_answers();
-    assert!(!answers.is_empty(), "the harness lists no gone answers");
-    for answer in answers {
-        let ep = h.endpoint();
-        h.script_always(&ep, answer.clone());
-        let err = match channel.send(&greeting(&ep)).await {
-            Ok(a) => panic!("{answer:?} was taken as accepted ({a:?})"),
-            Err(e) => e,
-        };
+    let (h, channel) = started(make, ChannelOptions::default()).await;
+    for (answer, err) in refusals(&h, &channel, h.gone_answers(), "gone").await {
         assert!(
             err.endpoint_gone(),
             "{answer:?} must classify as endpoint gone, got {err:?}"
@@ -246,20 +265,9 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(&h, ChannelOptions::default());
+    let (h, channel) = started(make, ChannelOptions::default()).await;
     let answers = h.misconfigured_answers();
-    assert!(
-        !answers.is_empty(),
-        "the harness lists no misconfigured answers"
-    );
-    for answer in answers {
-        let ep = h.endpoint();
-        h.script_always(&ep, answer.clone());
-        let err = match channel.send(&greeting(&ep)).await {
-            Ok(a) => panic!("{answer:?} was taken as accepted ({a:?})"),
-            Err(e) => e,
-        };
+    for (answer, err) in refusals(&h, &channel, answers, "misconfigured").await {
         assert!(
             err.is_misconfigured(),
             "{answer:?} must classify as misconfigured, got {err:?}"
@@ -278,16 +286,10 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(&h, ChannelOptions::default());
-    let ep = h.endpoint();
+    let (h, channel) = started(make, ChannelOptions::default()).await;
     let after = Duration::from_secs(137);
     let answer = h.retry_after_answer(after);
-    h.script_always(&ep, answer.clone());
-    let err = match channel.send(&greeting(&ep)).await {
-        Ok(a) => panic!("{answer:?} was taken as accepted ({a:?})"),
-        Err(e) => e,
-    };
+    let err = refusal(&h, &channel, &answer).await;
     assert_eq!(
         err.retry(),
         Retry::After(after),
@@ -304,8 +306,7 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(&h, ChannelOptions::default());
+    let (h, channel) = started(make, ChannelOptions::default()).await;
     let limit = channel.capabilities().max_payload_bytes;
     assert!(limit > 0, "max_payload_bytes is 0");
     let ep = h.endpoint();
@@ -333,13 +334,13 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(
-        &h,
+    let (h, channel) = started(
+        make,
         ChannelOptions {
             timeout: SHORT_TIMEOUT,
         },
-    );
+    )
+    .await;
     let ep = h.endpoint();
     h.script_always(&ep, h.slow_answer(STALL));
     let sent = tokio::time::timeout(STALL / 2, channel.send(&greeting(&ep))).await;
@@ -361,8 +362,7 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(&h, ChannelOptions::default());
+    let (h, channel) = started(make, ChannelOptions::default()).await;
     let before = format!("{channel:?}");
     let ep = h.endpoint();
     let _ = channel.send(&greeting(&ep)).await;
@@ -384,8 +384,7 @@ where
     C: PushChannel,
     F: Fn(&H, ChannelOptions) -> C,
 {
-    let h = H::start().await;
-    let channel = make(&h, ChannelOptions::default());
+    let (h, channel) = started(make, ChannelOptions::default()).await;
     let ep = h.endpoint();
     let first = greeting(&ep);
     let mut retry = first.clone();

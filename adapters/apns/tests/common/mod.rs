@@ -2,15 +2,15 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tidings::{
-    ApnsEnvironment, AppId, DeliveryId, DeliveryKind, Endpoint, EndpointId, NotificationId,
-    Priority, Push, PushAddress, PushContent, Timestamp, UserId, VisualContent,
+    ApnsEnvironment, AppId, Endpoint, Push, PushAddress, PushContent, Timestamp, UserId,
 };
 use tidings_apns::{ApnsChannel, ApnsChannelBuilder};
 use tidings_testkit::apns::{ApnsMock, ApnsSigningKey};
+use tidings_testkit::channel::{push_to, visible};
+use tidings_testkit::store::fixtures::endpoint_with;
 
 /// The bundle id the tests push to.
 pub const TOPIC: &str = "com.example.chat";
@@ -34,24 +34,19 @@ pub fn builder(mock: &ApnsMock, app: &str, key: &ApnsSigningKey) -> ApnsChannelB
         .request_timeout(Duration::from_secs(10))
 }
 
-/// An active APNs endpoint of `app` with device token `token` (hex).
+/// An active APNs endpoint of `app` for user `alice` with device token `token` (hex),
+/// registered now.
 pub fn endpoint_in(app: &str, token: &str, environment: ApnsEnvironment) -> Endpoint {
-    let now = Timestamp::now_utc();
-    Endpoint {
-        id: EndpointId::new_random(),
-        app: AppId::new(app),
-        user: UserId::new("alice"),
-        installation_id: None,
-        address: PushAddress::Apns {
-            token: token.to_owned(),
-            environment,
-        },
-        active: true,
-        created_at: now,
-        last_seen_at: now,
-        address_expires_at: None,
-        deactivation_reason: None,
-    }
+    let address = PushAddress::Apns {
+        token: token.to_owned(),
+        environment,
+    };
+    endpoint_with(
+        &AppId::new(app),
+        &UserId::new("alice"),
+        address,
+        Timestamp::now_utc(),
+    )
 }
 
 /// A production endpoint.
@@ -59,34 +54,15 @@ pub fn endpoint(app: &str, token: &str) -> Endpoint {
     endpoint_in(app, token, ApnsEnvironment::Production)
 }
 
-/// A first-attempt notification push with `content` to `endpoint`, expiring in an hour.
+/// A first-attempt notification push with `content` to `endpoint`, sent now and expiring in an
+/// hour, with collapse id `c1`.
 pub fn push(endpoint: &Endpoint, content: PushContent) -> Push {
-    let now = Timestamp::now_utc();
-    Push {
-        delivery_id: DeliveryId::new_random(),
-        kind: DeliveryKind::Notification,
-        app: endpoint.app.clone(),
-        endpoint: Arc::new(endpoint.clone()),
-        notification_id: Some(NotificationId::new_random()),
-        sequence: 1,
-        priority: Priority::Normal,
-        collapse_id: "c1".to_owned(),
-        group: None,
-        display_ttl: None,
-        expires_at: now.plus(Duration::from_secs(3600)),
-        sent_at: now,
-        attempt: 1,
-        content,
-    }
+    let mut push = push_to(endpoint, content);
+    push.collapse_id = "c1".to_owned();
+    push
 }
 
 /// Visible inline content.
 pub fn visual(title: &str, body: &str) -> PushContent {
-    PushContent::Inline {
-        visual: Some(VisualContent {
-            title: title.to_owned(),
-            body: Some(body.to_owned()),
-        }),
-        raw: None,
-    }
+    visible(title, body)
 }

@@ -2,15 +2,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tidings::{
-    AppId, DeliveryId, DeliveryKind, Endpoint, EndpointId, NotificationId, Priority, Push,
-    PushAddress, PushContent, Timestamp, UserId, VisualContent,
-};
+use tidings::{AppId, Endpoint, Push, PushAddress, Timestamp, UserId};
 use tidings_fcm::{FcmAppConfig, FcmChannel, FcmChannelBuilder, ServiceAccountKey};
+use tidings_testkit::channel::{push_to, visible};
 use tidings_testkit::fcm::{FcmMock, ServiceAccount};
+use tidings_testkit::store::fixtures::endpoint_with;
 
 /// The service account as the channel reads it (its JSON key file).
 pub fn key_of(account: &ServiceAccount) -> ServiceAccountKey {
@@ -26,48 +24,24 @@ pub fn builder(mock: &FcmMock, app: &str, account: &ServiceAccount) -> FcmChanne
         .request_timeout(Duration::from_secs(10))
 }
 
-/// An active FCM endpoint of `app` with registration token `token`.
+/// An active FCM endpoint of `app` for user `alice` with registration token `token`,
+/// registered now.
 pub fn endpoint(app: &str, token: &str) -> Endpoint {
-    let now = Timestamp::now_utc();
-    Endpoint {
-        id: EndpointId::new_random(),
-        app: AppId::new(app),
-        user: UserId::new("alice"),
-        installation_id: None,
-        address: PushAddress::Fcm {
-            token: token.to_owned(),
-        },
-        active: true,
-        created_at: now,
-        last_seen_at: now,
-        address_expires_at: None,
-        deactivation_reason: None,
-    }
+    let address = PushAddress::Fcm {
+        token: token.to_owned(),
+    };
+    endpoint_with(
+        &AppId::new(app),
+        &UserId::new("alice"),
+        address,
+        Timestamp::now_utc(),
+    )
 }
 
-/// A first-attempt visible push to `endpoint`, expiring in an hour.
+/// A first-attempt visible push to `endpoint`, sent now and expiring in an hour, with collapse
+/// id `c1`.
 pub fn visible_push(endpoint: &Endpoint, title: &str, body: &str) -> Push {
-    let now = Timestamp::now_utc();
-    Push {
-        delivery_id: DeliveryId::new_random(),
-        kind: DeliveryKind::Notification,
-        app: endpoint.app.clone(),
-        endpoint: Arc::new(endpoint.clone()),
-        notification_id: Some(NotificationId::new_random()),
-        sequence: 1,
-        priority: Priority::Normal,
-        collapse_id: "c1".to_owned(),
-        group: None,
-        display_ttl: None,
-        expires_at: now.plus(Duration::from_secs(3600)),
-        sent_at: now,
-        attempt: 1,
-        content: PushContent::Inline {
-            visual: Some(VisualContent {
-                title: title.to_owned(),
-                body: Some(body.to_owned()),
-            }),
-            raw: None,
-        },
-    }
+    let mut push = push_to(endpoint, visible(title, body));
+    push.collapse_id = "c1".to_owned();
+    push
 }

@@ -2,13 +2,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tidings::{
-    AppId, DeliveryId, DeliveryKind, Endpoint, EndpointId, NotificationId, Priority, Push,
-    PushAddress, PushContent, Timestamp, UserId, VisualContent,
-};
+use tidings::{AppId, Endpoint, Push, PushAddress, PushContent, Timestamp, UserId};
+use tidings_testkit::channel::{push_to, visible};
+use tidings_testkit::store::fixtures::endpoint_with;
 use tidings_testkit::wns::{WnsAppCredentials, WnsAuthFlow};
 use tidings_wns::{WnsAppConfig, WnsChannel, WnsChannelBuilder, WnsCredentials};
 
@@ -38,56 +36,28 @@ pub fn builder(app: &str, creds: &WnsAppCredentials) -> WnsChannelBuilder {
         .request_timeout(Duration::from_secs(10))
 }
 
-/// An active WNS endpoint of `app` with `channel_uri`.
+/// An active WNS endpoint of `app` for user `alice` with `channel_uri`, registered now.
 pub fn endpoint(app: &str, channel_uri: &str) -> Endpoint {
-    let now = Timestamp::now_utc();
-    Endpoint {
-        id: EndpointId::new_random(),
-        app: AppId::new(app),
-        user: UserId::new("alice"),
-        installation_id: None,
-        address: PushAddress::Wns {
-            channel_uri: channel_uri.to_owned(),
-        },
-        active: true,
-        created_at: now,
-        last_seen_at: now,
-        address_expires_at: None,
-        deactivation_reason: None,
-    }
+    let address = PushAddress::Wns {
+        channel_uri: channel_uri.to_owned(),
+    };
+    endpoint_with(
+        &AppId::new(app),
+        &UserId::new("alice"),
+        address,
+        Timestamp::now_utc(),
+    )
 }
 
-/// A first-attempt push to `endpoint` with `content`, expiring in an hour.
+/// A first-attempt push to `endpoint` with `content`, sent now and expiring in an hour, with
+/// collapse id `c1`.
 pub fn push(endpoint: &Endpoint, content: PushContent) -> Push {
-    let now = Timestamp::now_utc();
-    Push {
-        delivery_id: DeliveryId::new_random(),
-        kind: DeliveryKind::Notification,
-        app: endpoint.app.clone(),
-        endpoint: Arc::new(endpoint.clone()),
-        notification_id: Some(NotificationId::new_random()),
-        sequence: 1,
-        priority: Priority::Normal,
-        collapse_id: "c1".to_owned(),
-        group: None,
-        display_ttl: None,
-        expires_at: now.plus(Duration::from_secs(3600)),
-        sent_at: now,
-        attempt: 1,
-        content,
-    }
+    let mut push = push_to(endpoint, content);
+    push.collapse_id = "c1".to_owned();
+    push
 }
 
 /// A first-attempt visible push to `endpoint`.
 pub fn visible_push(endpoint: &Endpoint, title: &str, body: &str) -> Push {
-    push(
-        endpoint,
-        PushContent::Inline {
-            visual: Some(VisualContent {
-                title: title.to_owned(),
-                body: Some(body.to_owned()),
-            }),
-            raw: None,
-        },
-    )
+    push(endpoint, visible(title, body))
 }
