@@ -14,12 +14,11 @@
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, ECDH_P256};
 use tidings::{AddressPolicy, Endpoint, PushAddress, PushChannel, PushContent, VisualContent};
+use tidings_testkit::bench;
 use tidings_testkit::channel::{endpoint_for, push_to};
 use tidings_testkit::webpush::{VapidKey, WebPushMock};
 use tidings_webpush::crypto::{encrypt, SubscriptionKeys};
@@ -146,25 +145,6 @@ fn serve_mock() -> Res<()> {
     })
 }
 
-/// CPU time of this process (user + system), from /proc.
-fn process_cpu() -> Res<Duration> {
-    cpu_of("self")
-}
-
-/// CPU time of process `pid` (user + system), from /proc.
-fn cpu_of(pid: &str) -> Res<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').ok_or("stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the `)`.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    let hz: u64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?
-        .trim()
-        .parse()
-        .unwrap_or(100);
-    Ok(Duration::from_micros(ticks * 1_000_000 / hz))
-}
-
 fn delivery_bench() -> Res<()> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--mock")
@@ -205,8 +185,6 @@ fn delivery_bench() -> Res<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let endpoints = Arc::new(endpoints);
-
     runtime.block_on(async {
         // Correctness sample with decryption on: every body must decrypt and pass VAPID.
         for e in endpoints.iter().take(50) {
@@ -217,51 +195,32 @@ fn delivery_bench() -> Res<()> {
     writeln!(stdin, "decrypt off")?;
     stdin.flush()?;
 
-    let mock_pid = child.id().to_string();
-    let cpu_before = process_cpu()?;
-    let mock_before = cpu_of(&mock_pid)?;
-    let started = Instant::now();
-    let failures = runtime.block_on(async {
-        let next = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..CONCURRENCY {
-            let (next, failed, endpoints, channel) = (
-                next.clone(),
-                failed.clone(),
-                endpoints.clone(),
-                channel.clone(),
-            );
-            workers.spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= PUSHES {
-                        return;
-                    }
-                    let push = tap(&endpoints[i % SUBSCRIPTIONS]);
-                    if channel.send(&push).await.is_err() {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-        while workers.join_next().await.is_some() {}
-        failed.load(Ordering::Relaxed)
-    });
-    let elapsed = started.elapsed();
-    let cpu = process_cpu()?.saturating_sub(cpu_before);
-    let mock_cpu = cpu_of(&mock_pid)?.saturating_sub(mock_before);
+    let mock_pid = child.id();
+    let report = bench::measure(
+        PUSHES,
+        || bench::process_cpu_secs(std::process::id()),
+        || bench::process_cpu_secs(mock_pid),
+        || {
+            runtime.block_on(bench::spawn_all(PUSHES, CONCURRENCY, move |i| {
+                let channel = channel.clone();
+                let push = tap(&endpoints[i % SUBSCRIPTIONS]);
+                async move { channel.send(&push).await }
+            }))
+        },
+    );
     drop(stdin);
     let _ = child.wait();
+    let no_proc = "no /proc: CPU time not measured";
+    let cpu = report.client_cpu_micros_per_delivery().ok_or(no_proc)?;
+    let mock_cpu = report.mock_cpu_micros_per_delivery().ok_or(no_proc)?;
+    let failures = report.failures;
 
     println!(
         "deliveries: {PUSHES} pushes to {SUBSCRIPTIONS} subscriptions, {CONCURRENCY} in flight, \
-         {failures} failed: {:.2} s = {:.0}/s; client CPU {:.0} µs per delivery \
-         (the fake: {:.0} µs per request)",
-        elapsed.as_secs_f64(),
-        PUSHES as f64 / elapsed.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / PUSHES as f64,
-        mock_cpu.as_secs_f64() * 1e6 / PUSHES as f64
+         {failures} failed: {:.2} s = {:.0}/s; client CPU {cpu:.0} µs per delivery \
+         (the fake: {mock_cpu:.0} µs per request)",
+        report.wall.as_secs_f64(),
+        report.deliveries_per_sec(),
     );
     if failures > 0 {
         return Err(format!("{failures} pushes failed").into());
