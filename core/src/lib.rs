@@ -14,7 +14,7 @@ pub mod store;
 pub mod time;
 pub mod token;
 
-pub use app::{App, PayloadMode};
+pub use app::{App, BackgroundBudget, PayloadMode};
 pub use channel::{Accepted, ChannelCapabilities, Push, PushChannel, PushContent};
 pub use delivery::{Delivery, DeliveryKind, DeliveryOutcome, LeasedDelivery, Outcome};
 pub use endpoint::{AddressPolicy, ApnsEnvironment, Endpoint, EndpointRegistration, PushAddress};

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::app::BackgroundBudget;
 use crate::delivery::{DeliveryOutcome, LeasedDelivery};
 use crate::endpoint::Endpoint;
 use crate::error::StoreError;
@@ -58,6 +59,12 @@ pub struct SyncSchedule {
     pub due_at: Timestamp,
     /// Never sent after this.
     pub expires_at: Timestamp,
+    /// The app's per-device budget for APNs endpoints, if any. A new signal for an APNs endpoint
+    /// is then due at the time [`BackgroundBudget::admit`] allows (`due_at` or later) and
+    /// expires as much later as it was held back; enqueueing it spends the endpoint's budget
+    /// (the store keeps each endpoint's budget state). Folding a change into a pending signal
+    /// spends nothing, and other platforms have no budget.
+    pub apns_budget: Option<BackgroundBudget>,
 }
 
 /// Filters for [`Store::history`].
@@ -287,7 +294,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// deleted, and, when `sync` is set, a [`DeliveryKind::Sync`] is enqueued for every other
     /// active endpoint of the user whose platform takes silent pushes — coalesced: an endpoint
     /// that already has a pending, unleased sync signal gets no second one (its sequence is
-    /// raised instead).
+    /// raised instead). A new signal for an APNs endpoint respects
+    /// [`SyncSchedule::apns_budget`].
     ///
     /// [`DeliveryKind::Sync`]: crate::DeliveryKind::Sync
     async fn update_state(&self, update: StateUpdate) -> Result<Notification, StoreError>;

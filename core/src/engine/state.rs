@@ -98,6 +98,7 @@ impl Tidings {
             sync: Some(SyncSchedule {
                 due_at: now.plus(settings.sync_coalesce_window),
                 expires_at: now.plus(settings.sync_coalesce_window + self.inner.sync_ttl),
+                apns_budget: settings.apns_background_budget,
             }),
         };
         let updated = self.inner.store.update_state(update).await?;

@@ -457,7 +457,15 @@ WITH upd AS (
       AND (d.kind = 'fallback_alert' OR ($9 AND d.kind = 'notification'))
     RETURNING 1
 ), tgt AS (
-    SELECT e.id FROM {s}.endpoints e
+    -- Each target's due time: the end of the window, or later when an APNs endpoint's
+    -- background budget says so (BackgroundBudget::admit; $15 interval and $16 tolerance in
+    -- microseconds, NULL without a budget).
+    SELECT e.id, e.sync_budget_at, b.budgeted,
+        CASE WHEN b.budgeted
+             THEN GREATEST($10, e.sync_budget_at - $16 * interval '1 microsecond')
+             ELSE $10 END AS due
+    FROM {s}.endpoints e
+    CROSS JOIN LATERAL (SELECT $15::bigint IS NOT NULL AND e.platform = $17 AS budgeted) b
     WHERE e.user_id = $2 AND e.app = $1 AND e.active AND e.platform <> $14
       AND e.id IS DISTINCT FROM $12 AND $10::timestamptz IS NOT NULL
 ), bumped AS (
@@ -469,9 +477,14 @@ WITH upd AS (
 ), added AS (
     INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
         attempt, next_attempt_at, expires_at)
-    SELECT gen_random_uuid(), $1, $2, tgt.id, NULL, 'sync', $8, 0, $10, $11
+    SELECT gen_random_uuid(), $1, $2, tgt.id, NULL, 'sync', $8, 0, tgt.due, $11 + (tgt.due - $10)
     FROM tgt WHERE tgt.id NOT IN (SELECT endpoint_id FROM bumped)
     RETURNING 1
+), spent AS (
+    UPDATE {s}.endpoints e
+    SET sync_budget_at = GREATEST(tgt.sync_budget_at, tgt.due) + $15 * interval '1 microsecond'
+    FROM tgt
+    WHERE e.id = tgt.id AND tgt.budgeted AND tgt.id NOT IN (SELECT endpoint_id FROM bumped)
 ), wake AS (
     SELECT pg_notify($13, '') WHERE $10::timestamptz <= $7 AND EXISTS (SELECT 1 FROM added)
 )
@@ -529,6 +542,7 @@ pub(crate) async fn update_state(
                     .load(conn)
                     .await?;
                 let seq = seq.into_iter().next().map_or(1, |r| r.n);
+                let budget = update.sync.and_then(|s| s.apns_budget);
                 let became_deleted =
                     current.state.status != Status::Deleted && next.status == Status::Deleted;
                 let row: NotificationRow = names
@@ -547,6 +561,9 @@ pub(crate) async fn update_state(
                     .bind(update.origin.map(|o| o.as_uuid()))
                     .bind(names.channel.clone())
                     .bind(platform_bit(Platform::WebPush))
+                    .bind(budget.map(|b| b.interval_micros()))
+                    .bind(budget.map(|b| b.tolerance_micros()))
+                    .bind(platform_bit(Platform::Apns))
                     .get_result(conn)
                     .await?;
                 Ok(row.into_notification()?)

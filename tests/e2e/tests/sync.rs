@@ -146,3 +146,76 @@ async fn a_device_that_missed_changes_catches_up_through_the_change_feed() {
     assert!(!page.more);
     assert_eq!(page.next_since, page.changes[1].sequence);
 }
+
+/// Sends `count` notifications, then changes them one by one from the Android device, each
+/// after the previous change's signals went out. Returns the last change's sequence.
+async fn spaced_changes(h: &Harness, devices: &tidings_e2e::Devices, count: usize) -> u64 {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let n = h
+            .tidings
+            .send(NewNotification::new(APP, "alice", format!("m{i}")).title("Hi"))
+            .await
+            .unwrap();
+        ids.push(n.id);
+    }
+    h.dispatch().await;
+    for p in Platform::ALL {
+        h.channel(p).clear();
+    }
+    let mut last = 0;
+    for id in ids {
+        last = h
+            .tidings
+            .update_state(
+                &APP.into(),
+                &"alice".into(),
+                id,
+                StatePatch::read(),
+                Some(devices.android.id),
+            )
+            .await
+            .unwrap()
+            .sequence;
+        h.advance(Duration::from_secs(3));
+        h.dispatch().await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn an_iphone_gets_its_background_budget_and_the_rest_folded_into_a_later_signal() {
+    let h = Harness::new();
+    let devices = h.register_devices("alice", 1).await;
+    let last = spaced_changes(&h, &devices, 5).await;
+
+    // Windows has no budget: a signal per change. The iPhone: the default burst of three.
+    assert_eq!(h.wns.pushes_to(devices.windows.id).len(), 5);
+    let iphone = h.apns.pushes_to(devices.iphone.id);
+    assert_eq!(iphone.len(), 3, "the default budget lets three go at once");
+
+    // Changes four and five wait in one signal until the bucket refills (20 minutes after the
+    // first signal), then go as one, announcing the latest change.
+    h.advance(Duration::from_secs(19 * 60));
+    h.dispatch().await;
+    assert_eq!(h.apns.pushes_to(devices.iphone.id).len(), 3);
+    h.advance(Duration::from_secs(60));
+    h.dispatch().await;
+    let iphone = h.apns.pushes_to(devices.iphone.id);
+    assert_eq!(
+        iphone.len(),
+        4,
+        "the held signal goes once the budget allows"
+    );
+    assert_eq!(iphone[3].push.kind, DeliveryKind::Sync);
+    assert_eq!(iphone[3].push.sequence, last);
+}
+
+#[tokio::test]
+async fn an_app_without_a_background_budget_signals_the_iphone_every_time() {
+    let h = Harness::with_app(tidings::App::new(APP).apns_background_budget(None));
+    let devices = h.register_devices("alice", 1).await;
+    spaced_changes(&h, &devices, 5).await;
+    assert_eq!(h.apns.pushes_to(devices.iphone.id).len(), 5);
+    assert_eq!(h.wns.pushes_to(devices.windows.id).len(), 5);
+}

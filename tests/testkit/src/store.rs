@@ -151,6 +151,7 @@ macro_rules! __store_cases {
             state_update_that_changes_nothing_bumps_nothing,
             state_change_enqueues_sync_signals_to_other_silent_capable_endpoints,
             sync_signals_coalesce_while_pending,
+            apns_sync_signals_respect_the_background_budget,
             state_change_cancels_pending_fallback_alerts,
             deleting_a_notification_drops_its_pending_deliveries,
             expired_sync_signals_are_never_leased_and_are_purged,

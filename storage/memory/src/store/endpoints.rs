@@ -145,6 +145,7 @@ impl State {
                 endpoint: Arc::new(stored.clone()),
                 deliveries: Vec::new(),
                 pending_sync: None,
+                sync_budget: None,
             },
         );
         stored

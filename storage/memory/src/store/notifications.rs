@@ -209,10 +209,28 @@ impl State {
         }
         let mut enqueued = 0;
         for endpoint_id in &targets {
-            let pending = self.endpoints.get(endpoint_id).and_then(|e| e.pending_sync);
+            let Some(entry) = self.endpoints.get(endpoint_id) else {
+                continue;
+            };
+            let pending = entry.pending_sync;
+            let budget = sync
+                .apns_budget
+                .filter(|_| entry.endpoint.platform() == Platform::Apns);
             if pending.is_some_and(|d| self.coalesce(d, sequence, sync.expires_at)) {
                 continue;
             }
+            let (due_at, expires_at) = match budget {
+                Some(budget) => {
+                    let tat = self.endpoints.get(endpoint_id).and_then(|e| e.sync_budget);
+                    let (allowed, tat) = budget.admit(tat, sync.due_at);
+                    if let Some(e) = self.endpoints.get_mut(endpoint_id) {
+                        e.sync_budget = Some(tat);
+                    }
+                    let held = allowed.since(sync.due_at);
+                    (allowed, sync.expires_at.plus(held))
+                }
+                None => (sync.due_at, sync.expires_at),
+            };
             let signal = self.enqueue(
                 Delivery {
                     id: UNASSIGNED,
@@ -223,8 +241,8 @@ impl State {
                     kind: DeliveryKind::Sync,
                     sequence,
                     attempt: 0,
-                    next_attempt_at: sync.due_at,
-                    expires_at: sync.expires_at,
+                    next_attempt_at: due_at,
+                    expires_at,
                 },
                 None,
             );

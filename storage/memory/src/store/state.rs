@@ -54,6 +54,10 @@ pub(crate) struct EndpointEntry {
     pub(crate) deliveries: Vec<DeliveryId>,
     /// Its pending, unleased sync signal, which later state changes coalesce into.
     pub(crate) pending_sync: Option<DeliveryId>,
+    /// Its APNs background budget state ([`BackgroundBudget::admit`]'s `tat`).
+    ///
+    /// [`BackgroundBudget::admit`]: tidings::BackgroundBudget::admit
+    pub(crate) sync_budget: Option<Timestamp>,
 }
 
 /// One notification and its deliveries.

@@ -41,6 +41,8 @@ enum Fault {
     ExpiredStillServed,
     /// State changes never enqueue sync signals.
     NoSyncSignals,
+    /// State changes ignore the APNs background budget.
+    NoBackgroundBudget,
     /// Purging removes nothing.
     PurgeKeepsEverything,
     /// `delete_user` does nothing.
@@ -138,6 +140,11 @@ impl Store for Faulty {
     async fn update_state(&self, mut update: StateUpdate) -> Result<Notification, StoreError> {
         if self.fault == Fault::NoSyncSignals {
             update.sync = None;
+        }
+        if self.fault == Fault::NoBackgroundBudget {
+            if let Some(sync) = &mut update.sync {
+                sync.apns_budget = None;
+            }
         }
         self.inner.update_state(update).await
     }
@@ -315,6 +322,10 @@ fn each_injected_fault_fails_its_case() {
             "state_change_enqueues_sync_signals_to_other_silent_capable_endpoints",
         ),
         (Fault::NoSyncSignals, "sync_signals_coalesce_while_pending"),
+        (
+            Fault::NoBackgroundBudget,
+            "apns_sync_signals_respect_the_background_budget",
+        ),
         (
             Fault::PurgeKeepsEverything,
             "purge_removes_expired_notifications_and_their_pending_deliveries",

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use tidings::{
-    DeliveryKind, Platform, ReadState, StatePatch, StateUpdate, Status, Store, UserAction,
+    BackgroundBudget, DeliveryKind, Platform, ReadState, StatePatch, StateUpdate, Status, Store,
+    SyncSchedule, UserAction,
 };
 
 use super::fixtures::{self, at, T0};
 use super::support::{
-    change, change_with, deliver_all, endpoint_ids, insert_new, lease_all, ok, register,
-    register_inactive, sequence, sync_due,
+    accept_all, change, change_with, deliver_all, endpoint_ids, insert_new, lease_all, ok,
+    register, register_inactive, sequence, sync_due,
 };
 
 /// The change sequence starts at 0 and every insert and state change takes a strictly greater
@@ -326,6 +327,120 @@ pub async fn sync_signals_coalesce_while_pending(store: &dyn Store) {
         .all(|l| l.delivery.sequence == third.sequence && l.delivery.kind == DeliveryKind::Sync));
     let first_ids: BTreeSet<_> = signals.iter().map(|l| l.delivery.id).collect();
     assert!(next.iter().all(|l| !first_ids.contains(&l.delivery.id)));
+}
+
+/// With an APNs budget, a new sync signal for an APNs endpoint waits until the endpoint's
+/// budget allows it (here 2 at once, then one per 600 s), expires as much later, and absorbs
+/// the changes made while it waits; other platforms' signals go when due. Folding a change into
+/// a pending signal spends nothing.
+pub async fn apns_sync_signals_respect_the_background_budget(store: &dyn Store) {
+    let (app, alice) = (fixtures::app(), fixtures::user());
+    let phone = register(store, fixtures::endpoint(&app, &alice, Platform::Apns)).await;
+    let android = register(store, fixtures::endpoint(&app, &alice, Platform::Fcm)).await;
+    let mut notes = Vec::new();
+    for i in 0..5 {
+        notes.push(insert_new(store, fixtures::notification(&app, &alice, at(i)), 2).await);
+    }
+    deliver_all(store, at(5)).await;
+    let budget = BackgroundBudget::new(2, Duration::from_secs(600));
+    let budgeted = |due: u64| {
+        sync_due(due).map(|s| SyncSchedule {
+            apns_budget: Some(budget),
+            ..s
+        })
+    };
+
+    // Two changes, each after the previous signal went: the burst covers both.
+    for (i, t) in [(0, 10), (1, 20)] {
+        change_with(
+            store,
+            &notes[i],
+            StatePatch::read(),
+            at(t),
+            None,
+            budgeted(t + 2),
+        )
+        .await;
+        let signals = deliver_all(store, at(t + 2)).await;
+        assert_eq!(
+            endpoint_ids(&signals),
+            BTreeSet::from([phone.id, android.id]),
+            "signal {} is within the burst and goes when due",
+            i + 1
+        );
+    }
+
+    // The third within the hour: FCM's goes when due, APNs' waits for the bucket (the first
+    // signal at 12 s refilled one slot by 612 s) and expires 60 s after that.
+    change_with(
+        store,
+        &notes[2],
+        StatePatch::read(),
+        at(30),
+        None,
+        budgeted(32),
+    )
+    .await;
+    let signals = deliver_all(store, at(32)).await;
+    assert_eq!(
+        endpoint_ids(&signals),
+        BTreeSet::from([android.id]),
+        "an APNs signal over the budget went when due"
+    );
+    // Changes made while it waits fold into it: no second signal, the latest sequence.
+    let latest = change_with(
+        store,
+        &notes[3],
+        StatePatch::read(),
+        at(100),
+        None,
+        budgeted(102),
+    )
+    .await;
+    let signals = deliver_all(store, at(102)).await;
+    assert_eq!(endpoint_ids(&signals), BTreeSet::from([android.id]));
+    assert!(
+        lease_all(store, at(611)).await.is_empty(),
+        "the held APNs signal went before its budget allowed"
+    );
+    let held = lease_all(store, at(612)).await;
+    assert_eq!(
+        endpoint_ids(&held),
+        BTreeSet::from([phone.id]),
+        "the held APNs signal must go once the budget allows"
+    );
+    assert_eq!(
+        held.len(),
+        1,
+        "changes made while a signal waits fold into it"
+    );
+    assert_eq!(held[0].delivery.kind, DeliveryKind::Sync);
+    assert_eq!(
+        held[0].delivery.sequence, latest.sequence,
+        "the held signal announces the latest change"
+    );
+    assert_eq!(
+        held[0].delivery.expires_at,
+        at(672),
+        "a held signal expires as much later as it was held"
+    );
+    accept_all(store, &held, at(612)).await;
+
+    // Without a budget in the schedule, APNs signals go when due.
+    change_with(
+        store,
+        &notes[4],
+        StatePatch::read(),
+        at(620),
+        None,
+        sync_due(622),
+    )
+    .await;
+    assert_eq!(
+        endpoint_ids(&lease_all(store, at(622)).await),
+        BTreeSet::from([phone.id, android.id]),
+        "a schedule without a budget held a signal back"
+    );
 }
 
 /// Any state change cancels the notification's pending fallback alerts: the user handled it.

@@ -206,6 +206,7 @@ pub(crate) fn sync_due(due: u64) -> Option<SyncSchedule> {
     Some(SyncSchedule {
         due_at: fixtures::at(due),
         expires_at: fixtures::at(due + 60),
+        apns_budget: None,
     })
 }
 

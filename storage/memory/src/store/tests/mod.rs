@@ -145,6 +145,7 @@ pub(super) fn update(
         sync: Some(SyncSchedule {
             due_at: t0().plus(secs(3)),
             expires_at: t0().plus(secs(600)),
+            apns_budget: None,
         }),
     }
 }
@@ -415,6 +416,7 @@ async fn a_sync_signal_that_expired_unsent_does_not_swallow_later_changes() {
         sync: Some(SyncSchedule {
             due_at: at(now + 2),
             expires_at: at(expires),
+            apns_budget: None,
         }),
         ..update("alice", n.id, patch, None)
     };
