@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tidings::{DeliveryKind, NewNotification, Platform, StatePatch, UserAction};
+use tidings::{DeliveryKind, NewNotification, NotificationId, Platform, StatePatch, UserAction};
 use tidings_e2e::{Harness, APP};
 
 #[tokio::test]
@@ -61,19 +61,7 @@ async fn dismiss_on_one_device_signals_the_others_but_not_itself_nor_web_push() 
 async fn a_burst_of_ten_changes_coalesces_to_one_signal_per_endpoint() {
     let h = Harness::new();
     let devices = h.register_devices("alice", 1).await;
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        let n = h
-            .tidings
-            .send(NewNotification::new(APP, "alice", format!("m{i}")).title("Hi"))
-            .await
-            .unwrap();
-        ids.push(n.id);
-    }
-    h.dispatch().await;
-    for p in Platform::ALL {
-        h.channel(p).clear();
-    }
+    let ids = delivered_notifications(&h, 10).await;
 
     let mut last = 0;
     for id in ids {
@@ -147,9 +135,8 @@ async fn a_device_that_missed_changes_catches_up_through_the_change_feed() {
     assert_eq!(page.next_since, page.changes[1].sequence);
 }
 
-/// Sends `count` notifications, then changes them one by one from the Android device, each
-/// after the previous change's signals went out. Returns the last change's sequence.
-async fn spaced_changes(h: &Harness, devices: &tidings_e2e::Devices, count: usize) -> u64 {
+/// Sends alice `count` notifications and delivers them; the channels' records are cleared.
+async fn delivered_notifications(h: &Harness, count: usize) -> Vec<NotificationId> {
     let mut ids = Vec::new();
     for i in 0..count {
         let n = h
@@ -163,6 +150,13 @@ async fn spaced_changes(h: &Harness, devices: &tidings_e2e::Devices, count: usiz
     for p in Platform::ALL {
         h.channel(p).clear();
     }
+    ids
+}
+
+/// Sends `count` notifications, then changes them one by one from the Android device, each
+/// after the previous change's signals went out. Returns the last change's sequence.
+async fn spaced_changes(h: &Harness, devices: &tidings_e2e::Devices, count: usize) -> u64 {
+    let ids = delivered_notifications(h, count).await;
     let mut last = 0;
     for id in ids {
         last = h
