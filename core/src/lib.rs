@@ -20,6 +20,7 @@ pub use delivery::{Delivery, DeliveryKind, DeliveryOutcome, LeasedDelivery, Outc
 pub use endpoint::{AddressPolicy, ApnsEnvironment, Endpoint, EndpointRegistration, PushAddress};
 pub use engine::{
     Backoff, DispatchReport, Dispatcher, DispatcherConfig, SweepReport, Tidings, TidingsBuilder,
+    MAX_BULK_IDS,
 };
 pub use error::{
     BoxError, Error, ErrorKind, IdentityError, IdentityErrorKind, PushError, PushErrorKind, Retry,
@@ -33,8 +34,9 @@ pub use notification::{
 };
 pub use platform::{Platform, PlatformSet};
 pub use store::{
-    ChangePage, ChangesQuery, HistoryCursor, HistoryFilter, HistoryPage, HistoryQuery, Inserted,
-    LeaseRequest, OutcomeReport, PurgeReport, StateUpdate, Store, SyncSchedule,
+    BulkStateUpdate, ChangePage, ChangesQuery, HistoryCursor, HistoryFilter, HistoryPage,
+    HistoryQuery, Inserted, LeaseRequest, OutcomeReport, PurgeReport, StateUpdate, Store,
+    SyncSchedule,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 

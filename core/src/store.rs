@@ -52,6 +52,25 @@ pub struct StateUpdate {
     pub sync: Option<SyncSchedule>,
 }
 
+/// A request to change many notifications of one user at once ("mark all read").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkStateUpdate {
+    /// The app.
+    pub app: AppId,
+    /// The user; notifications of another user are "not found".
+    pub user: UserId,
+    /// The notifications, each at most once (the engine removes repeats).
+    pub ids: Vec<NotificationId>,
+    /// What changes, in each of them.
+    pub patch: StatePatch,
+    /// When.
+    pub at: Timestamp,
+    /// The endpoint the change came from; it gets no sync signal.
+    pub origin: Option<EndpointId>,
+    /// Sync signals to enqueue for the user's other endpoints, if any.
+    pub sync: Option<SyncSchedule>,
+}
+
 /// When the sync signals of a state change are due and when they stop mattering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyncSchedule {
@@ -299,6 +318,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`DeliveryKind::Sync`]: crate::DeliveryKind::Sync
     async fn update_state(&self, update: StateUpdate) -> Result<Notification, StoreError>;
+
+    /// Applies one patch to many notifications of a user, atomically: when it returns an error,
+    /// none of them changed.
+    ///
+    /// Returns one entry per id, in request order: the notification as it is now, or `None` when
+    /// it is not found (expired at `at`, or not the user's). Each notification the patch changes
+    /// is changed as by [`Store::update_state`], the changed ones taking consecutive sequences in
+    /// request order; one the patch does not change is returned as it is. Sync signals are
+    /// enqueued (or coalesced) once, as for a single change carrying the last of those
+    /// sequences: at most one new signal per endpoint.
+    async fn update_states(
+        &self,
+        update: BulkStateUpdate,
+    ) -> Result<Vec<Option<Notification>>, StoreError>;
 
     /// A page of a user's history, newest first by (created_at, id).
     async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;

@@ -5,7 +5,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::stream::{self, StreamExt, TryStreamExt};
 use tidings::{EndpointRegistration, HistoryCursor, HistoryFilter, StatePatch, Timestamp};
 
 use crate::extract::{
@@ -23,9 +22,6 @@ use crate::state::ApiState;
 
 /// Bytes a notification takes in a response, about, to size page buffers up front.
 const ITEM_SIZE_HINT: usize = 512;
-
-/// Bulk updates in flight at once.
-const BULK_CONCURRENCY: usize = 8;
 
 /// Registers or refreshes this installation's push address.
 ///
@@ -301,9 +297,9 @@ pub(crate) async fn update_notification_state(
 
 /// Applies one state change to many notifications ("mark all read", "clear all").
 ///
-/// Each id is applied on its own; ids that name no notification of the caller are listed in
-/// `not_found`. On a 503 some ids may have been applied: a patch sets absolute values, so
-/// sending the same request again is safe.
+/// All at once: on an error none of them changed. Ids that name no notification of the caller
+/// are listed in `not_found`; the others' states and sequences are in `updated`, in request
+/// order (repeats once). The user's other devices get one coalesced sync signal.
 #[utoipa::path(
     post,
     path = "/notifications/state",
@@ -340,33 +336,20 @@ pub(crate) async fn update_notification_states(
         return Err(Problem::invalid("patch", "invalid patch: names no change"));
     }
     let origin = calling_endpoint(&state, &caller, &headers).await?;
-    let patch = body.patch;
     let mut ids = body.ids;
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     ids.retain(|id| seen.insert(*id));
 
-    let retry = state.config.retry_after;
-    let tidings = &state.tidings;
-    let caller = &caller;
-    let results: Vec<_> = stream::iter(ids)
-        .map(|id| async move {
-            match tidings
-                .update_state(&caller.app, &caller.user, id, patch, origin)
-                .await
-            {
-                Ok(n) => Ok((id, Some(n))),
-                Err(e) if e.is_not_found() => Ok((id, None)),
-                Err(e) => Err(Problem::from_core(&e, "notification", retry)),
-            }
-        })
-        .buffered(BULK_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let results = state
+        .tidings
+        .update_states(&caller.app, &caller.user, &ids, body.patch, origin)
+        .await
+        .map_err(|e| Problem::from_core(&e, "notification", state.config.retry_after))?;
     let mut result = BulkStateResult {
         updated: Vec::with_capacity(results.len()),
         not_found: Vec::new(),
     };
-    for (id, n) in results {
+    for (id, n) in ids.into_iter().zip(results) {
         match n {
             Some(n) => result.updated.push(StateChange {
                 id,

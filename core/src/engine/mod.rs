@@ -16,6 +16,7 @@ use std::time::Duration;
 pub use backoff::Backoff;
 pub use dispatch::{DispatchReport, Dispatcher, DispatcherConfig};
 pub use expiry::SweepReport;
+pub use state::MAX_BULK_IDS;
 
 use crate::app::App;
 use crate::channel::PushChannel;

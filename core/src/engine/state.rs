@@ -1,10 +1,16 @@
 //! Endpoint registration and state sync.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::endpoint::{Endpoint, EndpointRegistration};
-use crate::error::{Error, ValidationError};
+use crate::error::{Error, StoreError, StoreErrorKind, ValidationError};
 use crate::id::{AppId, EndpointId, NotificationId, UserId};
 use crate::notification::{Notification, StatePatch, MAX_SHORT_TEXT};
-use crate::store::{StateUpdate, SyncSchedule};
+use crate::store::{BulkStateUpdate, StateUpdate, SyncSchedule};
+use crate::time::Timestamp;
+
+/// Most notifications one [`Tidings::update_states`] may name.
+pub const MAX_BULK_IDS: usize = 1000;
 
 use super::fanout::check_no_nul;
 use super::Tidings;
@@ -83,28 +89,108 @@ impl Tidings {
         patch: StatePatch,
         origin: Option<EndpointId>,
     ) -> Result<Notification, Error> {
-        let settings = self.app(app)?;
-        if patch.is_empty() {
-            return Err(ValidationError::new("patch", "names no change").into());
-        }
-        let now = self.inner.clock.now();
+        let (at, sync) = self.state_change(app, &patch)?;
         let update = StateUpdate {
             app: app.clone(),
             user: user.clone(),
             id,
             patch,
-            at: now,
+            at,
             origin,
-            sync: Some(SyncSchedule {
-                due_at: now.plus(settings.sync_coalesce_window),
-                expires_at: now.plus(settings.sync_coalesce_window + self.inner.sync_ttl),
-                apns_budget: settings.apns_background_budget,
-            }),
+            sync: Some(sync),
         };
         let updated = self.inner.store.update_state(update).await?;
         metrics::counter!("tidings_state_changes_total").increment(1);
         tracing::debug!(app = %app, notification_id = %id, sequence = updated.sequence, "state changed");
         Ok(updated)
+    }
+
+    /// Changes the state of many of the user's notifications at once ("mark all read", "clear
+    /// all"), atomically: on an error none of them changed. Returns one entry per id, in the
+    /// order given: the notification as it is now, or `None` for an id that names no
+    /// notification of the user (never existed, expired, or someone else's). Repeated ids count
+    /// once (each later repeat answers like the first). The other devices get one coalesced
+    /// sync signal, as for a single change. At most [`MAX_BULK_IDS`] ids.
+    pub async fn update_states(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        ids: &[NotificationId],
+        patch: StatePatch,
+        origin: Option<EndpointId>,
+    ) -> Result<Vec<Option<Notification>>, Error> {
+        if ids.is_empty() || ids.len() > MAX_BULK_IDS {
+            return Err(ValidationError::new(
+                "ids",
+                format!("must name 1 to {MAX_BULK_IDS} notifications"),
+            )
+            .into());
+        }
+        let (at, sync) = self.state_change(app, &patch)?;
+        let mut seen = HashSet::with_capacity(ids.len());
+        let distinct: Vec<NotificationId> =
+            ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        let results = self
+            .inner
+            .store
+            .update_states(BulkStateUpdate {
+                app: app.clone(),
+                user: user.clone(),
+                ids: distinct.clone(),
+                patch,
+                at,
+                origin,
+                sync: Some(sync),
+            })
+            .await?;
+        if results.len() != distinct.len() {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "update_states answered {} results for {} ids",
+                    results.len(),
+                    distinct.len()
+                ),
+            )
+            .into());
+        }
+        let changed = results
+            .iter()
+            .flatten()
+            .filter(|n| n.state.changed_at == at)
+            .count();
+        metrics::counter!("tidings_state_changes_total").increment(changed as u64);
+        tracing::debug!(app = %app, ids = distinct.len(), changed, "states changed");
+        if distinct.len() == ids.len() {
+            return Ok(results);
+        }
+        let by_id: HashMap<NotificationId, Option<Notification>> =
+            distinct.into_iter().zip(results).collect();
+        Ok(ids
+            .iter()
+            .map(|id| by_id.get(id).cloned().flatten())
+            .collect())
+    }
+
+    /// Checks a state change of `app` and computes when it happens and its sync schedule.
+    fn state_change(
+        &self,
+        app: &AppId,
+        patch: &StatePatch,
+    ) -> Result<(Timestamp, SyncSchedule), Error> {
+        let settings = self.app(app)?;
+        if patch.is_empty() {
+            return Err(ValidationError::new("patch", "names no change").into());
+        }
+        let now = self.inner.clock.now();
+        Ok((
+            now,
+            SyncSchedule {
+                due_at: now.plus(settings.sync_coalesce_window),
+                expires_at: now.plus(settings.sync_coalesce_window + self.inner.sync_ttl),
+                apns_budget: settings.apns_background_budget,
+            },
+        ))
     }
 
     /// Deletes a notification for the user on every device (status `deleted`; it leaves history

@@ -4,9 +4,11 @@ use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel::QueryableByName;
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use std::collections::HashMap;
+
 use tidings::{
-    ChangePage, ChangesQuery, HistoryCursor, HistoryPage, HistoryQuery, Inserted, Notification,
-    Platform, StateUpdate, Status, StoreError,
+    BulkStateUpdate, ChangePage, ChangesQuery, HistoryCursor, HistoryPage, HistoryQuery, Inserted,
+    Notification, Platform, StateUpdate, Status, StoreError,
 };
 
 use crate::error;
@@ -445,16 +447,25 @@ pub(crate) async fn record_fetch(
     }
 }
 
-const UPDATE_STATE: &str = "
-WITH upd AS (
+/// The changed notifications (`chg`: id, new state, sequence) written, their pending fallback
+/// alerts (and, for those that became deleted, their pending notification deliveries) dropped,
+/// and the sync signals of the change carrying the last sequence ($18) enqueued or coalesced.
+const UPDATE_STATES: &str = "
+WITH chg AS (
+    SELECT * FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $8::bigint[])
+        AS c(id, read, action, status, sequence)
+), upd AS (
     UPDATE {s}.notifications n
-    SET read = $4, action = $5, status = $6, changed_at = $7, sequence = $8
-    WHERE n.id = $3
+    SET read = chg.read, action = chg.action, status = chg.status, changed_at = $7,
+        sequence = chg.sequence
+    FROM chg
+    WHERE n.id = chg.id
     RETURNING {cols}
 ), cancelled AS (
     DELETE FROM {s}.deliveries d
-    WHERE d.user_id = $2 AND d.notification_id = $3
-      AND (d.kind = 'fallback_alert' OR ($9 AND d.kind = 'notification'))
+    WHERE d.user_id = $2 AND d.notification_id = ANY($3::uuid[])
+      AND (d.kind = 'fallback_alert'
+           OR (d.kind = 'notification' AND d.notification_id = ANY($9::uuid[])))
     RETURNING 1
 ), tgt AS (
     -- Each target's due time: the end of the window, or later when an APNs endpoint's
@@ -469,7 +480,7 @@ WITH upd AS (
     WHERE e.user_id = $2 AND e.app = $1 AND e.active AND e.platform <> $14
       AND e.id IS DISTINCT FROM $12 AND $10::timestamptz IS NOT NULL
 ), bumped AS (
-    UPDATE {s}.deliveries d SET sequence = GREATEST(d.sequence, $8)
+    UPDATE {s}.deliveries d SET sequence = GREATEST(d.sequence, $18)
     FROM tgt
     WHERE d.user_id = $2 AND d.endpoint_id = tgt.id AND d.kind = 'sync'
       AND (d.lease_until IS NULL OR d.lease_until <= $7)
@@ -477,7 +488,7 @@ WITH upd AS (
 ), added AS (
     INSERT INTO {s}.deliveries (id, app, user_id, endpoint_id, notification_id, kind, sequence,
         attempt, next_attempt_at, expires_at)
-    SELECT gen_random_uuid(), $1, $2, tgt.id, NULL, 'sync', $8, 0, tgt.due, $11 + (tgt.due - $10)
+    SELECT gen_random_uuid(), $1, $2, tgt.id, NULL, 'sync', $18, 0, tgt.due, $11 + (tgt.due - $10)
     FROM tgt WHERE tgt.id NOT IN (SELECT endpoint_id FROM bumped)
     RETURNING 1
 ), spent AS (
@@ -491,71 +502,137 @@ WITH upd AS (
 SELECT upd.*, (SELECT count(*) FROM cancelled) AS cancelled_n, (SELECT count(*) FROM wake) AS woke
 FROM upd";
 
-/// [`Store::update_state`](tidings::Store::update_state): one transaction that locks the
-/// notification, bumps the user's sequence (whose row lock orders concurrent changes of one
-/// user, so sync coalescing sees the previous change's signals), then applies everything else
-/// in one statement.
+/// [`Store::update_state`](tidings::Store::update_state): [`update_states`] of one.
 pub(crate) async fn update_state(
     names: &Names,
     conn: &mut AsyncPgConnection,
     update: StateUpdate,
 ) -> Result<Notification, StoreError> {
+    let id = update.id;
+    let mut results = update_states(
+        names,
+        conn,
+        BulkStateUpdate {
+            app: update.app,
+            user: update.user,
+            ids: vec![id],
+            patch: update.patch,
+            at: update.at,
+            origin: update.origin,
+            sync: update.sync,
+        },
+    )
+    .await?;
+    results
+        .pop()
+        .flatten()
+        .ok_or_else(|| StoreError::not_found(format!("notification {id}")))
+}
+
+/// [`Store::update_states`](tidings::Store::update_states): one transaction that locks the
+/// notifications (in id order, so two changes of overlapping sets never deadlock), bumps the
+/// user's sequence once by the number that change (whose row lock orders concurrent changes of
+/// one user, so sync coalescing sees the previous change's signals), then applies everything
+/// else in one statement.
+pub(crate) async fn update_states(
+    names: &Names,
+    conn: &mut AsyncPgConnection,
+    update: BulkStateUpdate,
+) -> Result<Vec<Option<Notification>>, StoreError> {
     let result = conn
         .transaction::<_, TxError, _>(|conn| {
             async move {
-                let current: Vec<NotificationRow> = names
+                let ids: Vec<uuid::Uuid> = update.ids.iter().map(|id| id.as_uuid()).collect();
+                let rows: Vec<NotificationRow> = names
                     .sql(&format!(
                         "SELECT {NOTIFICATION_COLUMNS} FROM {{s}}.notifications n
-                         WHERE n.id = $1 AND n.app = $2 AND n.user_id = $3 FOR UPDATE"
+                         WHERE n.id = ANY($1::uuid[]) AND n.app = $2 AND n.user_id = $3
+                           AND n.expires_at > $4
+                         ORDER BY n.id FOR UPDATE"
                     ))
-                    .bind(update.id.as_uuid())
+                    .bind_raw(Bind::UuidArr(ids))
                     .bind(update.app.as_str())
                     .bind(update.user.as_str())
+                    .bind(update.at)
                     .load(conn)
                     .await?;
-                let Some(current) = current.into_iter().next() else {
-                    return Err(TxError::Store(StoreError::not_found(format!(
-                        "notification {}",
-                        update.id
-                    ))));
-                };
-                let current = current.into_notification()?;
-                let next = update.patch.apply(current.state, update.at);
-                if (next.read, next.action, next.status)
-                    == (
-                        current.state.read,
-                        current.state.action,
-                        current.state.status,
-                    )
-                {
-                    return Ok(current);
+                let mut found = HashMap::with_capacity(rows.len());
+                for row in rows {
+                    let n = row.into_notification()?;
+                    found.insert(n.id, n);
                 }
+                // What changes, in request order.
+                let mut changed = Vec::new();
+                for id in &update.ids {
+                    let Some(current) = found.get(id) else {
+                        continue;
+                    };
+                    let next = update.patch.apply(current.state, update.at);
+                    let same = (next.read, next.action, next.status)
+                        == (
+                            current.state.read,
+                            current.state.action,
+                            current.state.status,
+                        );
+                    if !same {
+                        let deleted = current.state.status != Status::Deleted
+                            && next.status == Status::Deleted;
+                        changed.push((*id, next, deleted));
+                    }
+                }
+                if changed.is_empty() {
+                    return Ok(update.ids.iter().map(|id| found.get(id).cloned()).collect());
+                }
+                let count = i64::try_from(changed.len()).map_err(error::corrupt)?;
                 let seq: Vec<CountRow> = names
                     .sql(
                         "INSERT INTO {s}.user_sequences AS us (user_id, app, sequence)
-                         VALUES ($1, $2, 1)
-                         ON CONFLICT (user_id, app) DO UPDATE SET sequence = us.sequence + 1
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (user_id, app) DO UPDATE SET sequence = us.sequence + $3
                          RETURNING us.sequence AS n",
                     )
                     .bind(update.user.as_str())
                     .bind(update.app.as_str())
+                    .bind(count)
                     .load(conn)
                     .await?;
-                let seq = seq.into_iter().next().map_or(1, |r| r.n);
+                let last = seq.into_iter().next().map_or(count, |r| r.n);
+                let first = last - count + 1;
                 let budget = update.sync.and_then(|s| s.apns_budget);
-                let became_deleted =
-                    current.state.status != Status::Deleted && next.status == Status::Deleted;
-                let row: NotificationRow = names
-                    .sql(&UPDATE_STATE.replace("{cols}", NOTIFICATION_COLUMNS))
+                let rows: Vec<NotificationRow> = names
+                    .sql(&UPDATE_STATES.replace("{cols}", NOTIFICATION_COLUMNS))
                     .bind(update.app.as_str())
                     .bind(update.user.as_str())
-                    .bind(update.id.as_uuid())
-                    .bind(read_str(next.read))
-                    .bind(action_str(next.action))
-                    .bind(status_str(next.status))
+                    .bind_raw(Bind::UuidArr(
+                        changed.iter().map(|(id, _, _)| id.as_uuid()).collect(),
+                    ))
+                    .bind_raw(Bind::TextArr(
+                        changed
+                            .iter()
+                            .map(|(_, s, _)| read_str(s.read).to_owned())
+                            .collect(),
+                    ))
+                    .bind_raw(Bind::TextArr(
+                        changed
+                            .iter()
+                            .map(|(_, s, _)| action_str(s.action).to_owned())
+                            .collect(),
+                    ))
+                    .bind_raw(Bind::TextArr(
+                        changed
+                            .iter()
+                            .map(|(_, s, _)| status_str(s.status).to_owned())
+                            .collect(),
+                    ))
                     .bind(update.at)
-                    .bind(seq)
-                    .bind(became_deleted)
+                    .bind_raw(Bind::OptBigIntArr((first..=last).map(Some).collect()))
+                    .bind_raw(Bind::UuidArr(
+                        changed
+                            .iter()
+                            .filter(|(_, _, deleted)| *deleted)
+                            .map(|(id, _, _)| id.as_uuid())
+                            .collect(),
+                    ))
                     .bind(update.sync.map(|s| s.due_at))
                     .bind(update.sync.map(|s| s.expires_at))
                     .bind(update.origin.map(|o| o.as_uuid()))
@@ -564,9 +641,21 @@ pub(crate) async fn update_state(
                     .bind(budget.map(|b| b.interval_micros()))
                     .bind(budget.map(|b| b.tolerance_micros()))
                     .bind(platform_bit(Platform::Apns))
-                    .get_result(conn)
+                    .bind(last)
+                    .load(conn)
                     .await?;
-                Ok(row.into_notification()?)
+                if rows.len() != changed.len() {
+                    return Err(TxError::Store(error::corrupt(format!(
+                        "{} of {} locked notifications were updated",
+                        rows.len(),
+                        changed.len()
+                    ))));
+                }
+                for row in rows {
+                    let n = row.into_notification()?;
+                    found.insert(n.id, n);
+                }
+                Ok(update.ids.iter().map(|id| found.get(id).cloned()).collect())
             }
             .scope_boxed()
         })

@@ -11,9 +11,9 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::AsyncPgConnection;
 use tidings::{
-    AppId, ChangePage, ChangesQuery, DeliveryOutcome, Endpoint, EndpointId, HistoryPage,
-    HistoryQuery, Inserted, LeaseRequest, LeasedDelivery, Notification, NotificationId,
-    OutcomeReport, PurgeReport, StateUpdate, Store, StoreError, Timestamp, UserId,
+    AppId, BulkStateUpdate, ChangePage, ChangesQuery, DeliveryOutcome, Endpoint, EndpointId,
+    HistoryPage, HistoryQuery, Inserted, LeaseRequest, LeasedDelivery, Notification,
+    NotificationId, OutcomeReport, PurgeReport, StateUpdate, Store, StoreError, Timestamp, UserId,
 };
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -343,6 +343,14 @@ impl Store for PgStore {
     async fn update_state(&self, update: StateUpdate) -> Result<Notification, StoreError> {
         let mut conn = self.conn().await?;
         notifications::update_state(self.names(), &mut conn, update).await
+    }
+
+    async fn update_states(
+        &self,
+        update: BulkStateUpdate,
+    ) -> Result<Vec<Option<Notification>>, StoreError> {
+        let mut conn = self.conn().await?;
+        notifications::update_states(self.names(), &mut conn, update).await
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {

@@ -175,6 +175,12 @@ impl Store for Recording {
     ) -> Result<tidings::Notification, StoreError> {
         self.inner.update_state(s).await
     }
+    async fn update_states(
+        &self,
+        s: tidings::BulkStateUpdate,
+    ) -> Result<Vec<Option<tidings::Notification>>, StoreError> {
+        self.inner.update_states(s).await
+    }
     async fn history(&self, q: &tidings::HistoryQuery) -> Result<tidings::HistoryPage, StoreError> {
         self.inner.history(q).await
     }

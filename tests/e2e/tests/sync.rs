@@ -213,3 +213,66 @@ async fn an_app_without_a_background_budget_signals_the_iphone_every_time() {
     assert_eq!(h.apns.pushes_to(devices.iphone.id).len(), 5);
     assert_eq!(h.wns.pushes_to(devices.windows.id).len(), 5);
 }
+
+#[tokio::test]
+async fn a_bulk_change_answers_every_id_given_and_signals_each_other_device_once() {
+    let h = Harness::new();
+    let devices = h.register_devices("alice", 1).await;
+    let ids = delivered_notifications(&h, 3).await;
+    let unknown = NotificationId::new_random();
+    let asked = [ids[0], unknown, ids[1], ids[0], ids[2]];
+    let results = h
+        .tidings
+        .update_states(
+            &APP.into(),
+            &"alice".into(),
+            &asked,
+            StatePatch::dismissed(),
+            Some(devices.android.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(results.len(), asked.len(), "one answer per id given");
+    assert!(results[1].is_none(), "an unknown id is not found");
+    assert_eq!(
+        results[0], results[3],
+        "a repeated id answers like the first"
+    );
+    let sequences: Vec<u64> = [0, 2, 4]
+        .iter()
+        .map(|&i| results[i].as_ref().unwrap().sequence)
+        .collect();
+    assert!(
+        sequences.windows(2).all(|w| w[0] + 1 == w[1]),
+        "{sequences:?}"
+    );
+
+    h.advance(Duration::from_secs(3));
+    h.dispatch().await;
+    for endpoint in [&devices.iphone, &devices.windows] {
+        let pushes = h.channel(endpoint.platform()).pushes_to(endpoint.id);
+        assert_eq!(pushes.len(), 1, "{:?}", endpoint.platform());
+        assert_eq!(pushes[0].push.sequence, sequences[2]);
+    }
+    assert!(h.fcm.pushes_to(devices.android.id).is_empty());
+
+    let e = h
+        .tidings
+        .update_states(&APP.into(), &"alice".into(), &[], StatePatch::read(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.field(), Some("ids"), "{e}");
+    let many = vec![ids[0]; tidings::MAX_BULK_IDS + 1];
+    let e = h
+        .tidings
+        .update_states(
+            &APP.into(),
+            &"alice".into(),
+            &many,
+            StatePatch::read(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field(), Some("ids"), "{e}");
+}

@@ -152,6 +152,7 @@ macro_rules! __store_cases {
             state_change_enqueues_sync_signals_to_other_silent_capable_endpoints,
             sync_signals_coalesce_while_pending,
             apns_sync_signals_respect_the_background_budget,
+            bulk_state_update_changes_many_and_signals_once,
             state_change_cancels_pending_fallback_alerts,
             deleting_a_notification_drops_its_pending_deliveries,
             expired_sync_signals_are_never_leased_and_are_purged,

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidings::{
-    AppId, ChangePage, ChangesQuery, DeliveryOutcome, Endpoint, EndpointId, HistoryPage,
-    HistoryQuery, Inserted, LeaseRequest, LeasedDelivery, Notification, NotificationId,
-    OutcomeReport, PurgeReport, StateUpdate, Store, StoreError, Timestamp, UserId,
+    AppId, BulkStateUpdate, ChangePage, ChangesQuery, DeliveryOutcome, Endpoint, EndpointId,
+    HistoryPage, HistoryQuery, Inserted, LeaseRequest, LeasedDelivery, Notification,
+    NotificationId, OutcomeReport, PurgeReport, StateUpdate, Store, StoreError, Timestamp, UserId,
 };
 use tokio::sync::Notify;
 
@@ -179,6 +179,17 @@ impl Store for MemoryStore {
             self.wake();
         }
         Ok(Notification::clone(&notification))
+    }
+
+    async fn update_states(
+        &self,
+        update: BulkStateUpdate,
+    ) -> Result<Vec<Option<Notification>>, StoreError> {
+        let (results, enqueued) = self.lock().update_states(update)?;
+        if enqueued > 0 {
+            self.wake();
+        }
+        Ok(results)
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {

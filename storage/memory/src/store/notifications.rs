@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use tidings::{
-    AppId, Delivery, DeliveryId, DeliveryKind, EndpointId, Notification, NotificationId, Platform,
-    PurgeReport, StateUpdate, Status, StoreError, StoreErrorKind, Timestamp, UserId,
+    AppId, BulkStateUpdate, Delivery, DeliveryId, DeliveryKind, EndpointId, Notification,
+    NotificationId, Platform, PurgeReport, StateUpdate, Status, StoreError, StoreErrorKind,
+    Timestamp, UserId,
 };
 
 use super::slab::UNASSIGNED;
@@ -250,6 +251,38 @@ impl State {
         }
         self.scratch_endpoints = targets;
         Ok((updated, enqueued))
+    }
+
+    /// [`Store::update_states`](tidings::Store::update_states): each id as by
+    /// [`State::update_state`], under the one lock the caller holds, so nobody sees a part of
+    /// it; the first change enqueues the sync signals and the later ones fold into them. Returns
+    /// the results and how many sync signals were enqueued.
+    pub(crate) fn update_states(
+        &mut self,
+        u: BulkStateUpdate,
+    ) -> Result<(Vec<Option<Notification>>, usize), StoreError> {
+        let mut results = Vec::with_capacity(u.ids.len());
+        let mut enqueued = 0;
+        for id in u.ids {
+            let one = StateUpdate {
+                app: u.app.clone(),
+                user: u.user.clone(),
+                id,
+                patch: u.patch,
+                at: u.at,
+                origin: u.origin,
+                sync: u.sync,
+            };
+            match self.update_state(one) {
+                Ok((n, added)) => {
+                    enqueued += added;
+                    results.push(Some(Notification::clone(&n)));
+                }
+                Err(e) if e.kind() == StoreErrorKind::NotFound => results.push(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((results, enqueued))
     }
 
     /// Folds a state change into the pending, unleased sync signal `id`: its sequence is raised

@@ -265,6 +265,12 @@ impl Store for TestStore {
     async fn update_state(&self, update: StateUpdate) -> Result<Notification, StoreError> {
         self.store.update_state(update).await
     }
+    async fn update_states(
+        &self,
+        update: tidings::BulkStateUpdate,
+    ) -> Result<Vec<Option<Notification>>, StoreError> {
+        self.store.update_states(update).await
+    }
     async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
         self.store.history(query).await
     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use tidings::{
-    AppId, ChangePage, ChangesQuery, DeliveryId, DeliveryOutcome, Endpoint, EndpointId,
-    HistoryPage, HistoryQuery, Inserted, LeaseRequest, LeaseToken, LeasedDelivery, Notification,
-    NotificationId, OutcomeReport, PlatformSet, PurgeReport, StateUpdate, Store, StoreError,
-    Timestamp, UserId,
+    AppId, BulkStateUpdate, ChangePage, ChangesQuery, DeliveryId, DeliveryOutcome, Endpoint,
+    EndpointId, HistoryPage, HistoryQuery, Inserted, LeaseRequest, LeaseToken, LeasedDelivery,
+    Notification, NotificationId, OutcomeReport, PlatformSet, PurgeReport, StateUpdate, Store,
+    StoreError, Timestamp, UserId,
 };
 use tidings_memory::MemoryStore;
 
@@ -147,6 +147,21 @@ impl Store for Faulty {
             }
         }
         self.inner.update_state(update).await
+    }
+
+    async fn update_states(
+        &self,
+        mut update: BulkStateUpdate,
+    ) -> Result<Vec<Option<Notification>>, StoreError> {
+        if self.fault == Fault::NoSyncSignals {
+            update.sync = None;
+        }
+        if self.fault == Fault::NoBackgroundBudget {
+            if let Some(sync) = &mut update.sync {
+                sync.apns_budget = None;
+            }
+        }
+        self.inner.update_states(update).await
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
@@ -322,6 +337,10 @@ fn each_injected_fault_fails_its_case() {
             "state_change_enqueues_sync_signals_to_other_silent_capable_endpoints",
         ),
         (Fault::NoSyncSignals, "sync_signals_coalesce_while_pending"),
+        (
+            Fault::NoSyncSignals,
+            "bulk_state_update_changes_many_and_signals_once",
+        ),
         (
             Fault::NoBackgroundBudget,
             "apns_sync_signals_respect_the_background_budget",

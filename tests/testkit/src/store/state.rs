@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use tidings::{
-    BackgroundBudget, DeliveryKind, Platform, ReadState, StatePatch, StateUpdate, Status, Store,
-    SyncSchedule, UserAction,
+    BackgroundBudget, BulkStateUpdate, DeliveryKind, NotificationId, Platform, ReadState,
+    StatePatch, StateUpdate, Status, Store, SyncSchedule, UserAction,
 };
 
 use super::fixtures::{self, at, T0};
@@ -440,6 +440,121 @@ pub async fn apns_sync_signals_respect_the_background_budget(store: &dyn Store) 
         endpoint_ids(&lease_all(store, at(622)).await),
         BTreeSet::from([phone.id, android.id]),
         "a schedule without a budget held a signal back"
+    );
+}
+
+/// `update_states` answers one entry per id in order: the notification as it is now, or `None`
+/// for an id of another user, an expired notification or one that never existed. Those the
+/// patch changes take consecutive sequences in request order; one it leaves as it is keeps its
+/// sequence; the other devices get one sync signal each, announcing the last change. A bulk
+/// change that changes nothing bumps nothing and signals nobody.
+pub async fn bulk_state_update_changes_many_and_signals_once(store: &dyn Store) {
+    let (app, alice, bob) = (fixtures::app(), fixtures::user(), fixtures::user());
+    let phone = register(store, fixtures::endpoint(&app, &alice, Platform::Apns)).await;
+    let android = register(store, fixtures::endpoint(&app, &alice, Platform::Fcm)).await;
+    register(store, fixtures::endpoint(&app, &bob, Platform::Fcm)).await;
+    let first = insert_new(store, fixtures::notification(&app, &alice, T0), 2).await;
+    let second = insert_new(store, fixtures::notification(&app, &alice, at(1)), 2).await;
+    let already = insert_new(store, fixtures::notification(&app, &alice, at(2)), 2).await;
+    let mut short = fixtures::notification(&app, &alice, at(3));
+    short.expires_at = at(50);
+    let expired = insert_new(store, short, 2).await;
+    let bobs = insert_new(store, fixtures::notification(&app, &bob, at(4)), 1).await;
+    deliver_all(store, at(5)).await;
+    let already = change(store, &already, StatePatch::read(), at(6)).await;
+    let before = sequence(store, &app, &alice).await;
+
+    let bulk = |ids: Vec<NotificationId>, at, sync| BulkStateUpdate {
+        app: app.clone(),
+        user: alice.clone(),
+        ids,
+        patch: StatePatch::read(),
+        at,
+        origin: None,
+        sync,
+    };
+    let missing = NotificationId::new_random();
+    let results = ok(
+        store
+            .update_states(bulk(
+                vec![
+                    first.id, bobs.id, already.id, expired.id, second.id, missing,
+                ],
+                at(100),
+                sync_due(102),
+            ))
+            .await,
+        "update_states",
+    );
+    let summary: Vec<Option<(NotificationId, ReadState, u64)>> = results
+        .iter()
+        .map(|r| r.as_ref().map(|n| (n.id, n.state.read, n.sequence)))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            Some((first.id, ReadState::Read, before + 1)),
+            None,
+            Some((already.id, ReadState::Read, already.sequence)),
+            None,
+            Some((second.id, ReadState::Read, before + 2)),
+            None,
+        ],
+        "one entry per id in order: changed ones with consecutive sequences, the unchanged one \
+         as it was, None for another user's, an expired and an unknown id"
+    );
+    assert_eq!(sequence(store, &app, &alice).await, before + 2);
+    for n in results.iter().flatten() {
+        let stored = ok(
+            store.notification(&app, &alice, n.id, at(100)).await,
+            "notification",
+        );
+        assert_eq!(
+            &stored, n,
+            "update_states answered something other than what it stored"
+        );
+    }
+    let bobs_now = ok(
+        store.notification(&app, &bob, bobs.id, at(100)).await,
+        "notification",
+    );
+    assert_eq!(
+        bobs_now.state.read,
+        ReadState::Unread,
+        "another user's notification changed"
+    );
+
+    let signals = lease_all(store, at(102)).await;
+    assert_eq!(
+        endpoint_ids(&signals),
+        BTreeSet::from([phone.id, android.id]),
+        "a bulk change signals each other device once"
+    );
+    assert_eq!(signals.len(), 2);
+    assert!(signals
+        .iter()
+        .all(|l| l.delivery.kind == DeliveryKind::Sync && l.delivery.sequence == before + 2));
+    accept_all(store, &signals, at(102)).await;
+
+    let again = ok(
+        store
+            .update_states(bulk(vec![second.id, first.id], at(200), sync_due(202)))
+            .await,
+        "update_states",
+    );
+    assert_eq!(
+        again
+            .iter()
+            .flatten()
+            .map(|n| n.sequence)
+            .collect::<Vec<_>>(),
+        [before + 2, before + 1],
+        "a bulk change that changes nothing keeps every sequence"
+    );
+    assert_eq!(sequence(store, &app, &alice).await, before + 2);
+    assert!(
+        lease_all(store, at(202)).await.is_empty(),
+        "a bulk change that changes nothing sent sync signals"
     );
 }
 
