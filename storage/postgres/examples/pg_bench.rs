@@ -4,14 +4,20 @@
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 //!     cargo run --release -p tidings-postgres --example pg_bench -- \
 //!     [--users 10000] [--endpoints 3] [--notifications 10] [--senders 32] [--dispatchers 2] \
-//!     [--history-rows 1000000] [--history-queries 2000] [--writers 4] [--batch 256]
+//!     [--history-rows 1000000] [--history-queries 2000] [--writers 4] [--batch 256] \
+//!     [--state-users 1000]
 //! ```
 //!
 //! 1. Registers `users × endpoints` FCM endpoints (not timed as part of the workload).
 //! 2. Sends `users × notifications` notifications from `senders` concurrent tasks while
 //!    `dispatchers` dispatchers push them through a channel that accepts at once; reports
 //!    deliveries per second from the first send until every outcome is recorded.
-//! 3. Bulk-loads notifications until the table holds `history-rows`, then times 50-item history
+//! 3. State changes by `state-users` users, `senders` at a time: one notification marked read
+//!    per user (`update_state`); then "dismiss all" of each user's notifications in one
+//!    `update_states` request; then the same the way the client API did it before
+//!    `update_states` existed (each id its own `update_state`, eight at a time) for as many
+//!    other users. Reports changes per second and the per-request latency (0 skips this part).
+//! 4. Bulk-loads notifications until the table holds `history-rows`, then times 50-item history
 //!    pages (first pages and continuation pages) of random users: p50, p99, max.
 //!
 //! Everything lives in the schema `tidings_bench`, dropped at the start and at the end (set
@@ -26,7 +32,8 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use tidings::{
     Accepted, App, ChannelCapabilities, DispatcherConfig, EndpointRegistration, HistoryCursor,
-    NewNotification, Platform, Push, PushAddress, PushChannel, PushError, Tidings,
+    NewNotification, NotificationId, Platform, Push, PushAddress, PushChannel, PushError,
+    StatePatch, Tidings, UserId,
 };
 use tidings_postgres::{PgStore, PgStoreConfig};
 
@@ -43,6 +50,7 @@ struct Args {
     history_queries: usize,
     writers: usize,
     batch: usize,
+    state_users: usize,
 }
 
 fn args() -> Args {
@@ -56,11 +64,12 @@ fn args() -> Args {
         history_queries: 2_000,
         writers: 4,
         batch: 256,
+        state_users: 1_000,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            panic!("usage: pg_bench [--users N] [--endpoints N] [--notifications N] [--senders N] [--dispatchers N] [--history-rows N] [--history-queries N] [--writers N] [--batch N]")
+            panic!("usage: pg_bench [--users N] [--endpoints N] [--notifications N] [--senders N] [--dispatchers N] [--history-rows N] [--history-queries N] [--writers N] [--batch N] [--state-users N]")
         });
         match pair[0].as_str() {
             "--users" => a.users = value,
@@ -72,6 +81,7 @@ fn args() -> Args {
             "--history-queries" => a.history_queries = value,
             "--writers" => a.writers = value,
             "--batch" => a.batch = value,
+            "--state-users" => a.state_users = value,
             other => panic!("unknown option {other}"),
         }
     }
@@ -224,7 +234,12 @@ async fn main() {
         deliveries as f64 / took.as_secs_f64()
     );
 
-    // 3. History at scale.
+    // 3. State changes.
+    if args.state_users > 0 {
+        state_changes(&tidings, &args).await;
+    }
+
+    // 4. History at scale.
     if args.history_rows > 0 {
         history(&db, &tidings, &args, notifications).await;
     }
@@ -234,6 +249,98 @@ async fn main() {
             .await
             .unwrap();
     }
+}
+
+async fn state_changes(tidings: &Tidings, args: &Args) {
+    let app = tidings::AppId::from("bench");
+    let users = args.state_users.min(args.users / 2);
+    // Each user's notifications (not timed).
+    let ids: Vec<Vec<NotificationId>> = stream::iter(0..users * 2)
+        .map(|u| {
+            let app = app.clone();
+            async move {
+                let user = UserId::from(format!("u{u}"));
+                let page = tidings
+                    .history(&app, &user, Default::default(), None, 50)
+                    .await
+                    .unwrap();
+                page.items.iter().map(|n| n.id).collect()
+            }
+        })
+        .buffered(args.senders)
+        .collect()
+        .await;
+    let user = |u: usize| UserId::from(format!("u{u}"));
+    let (app, ids) = (&app, &ids);
+
+    let started = Instant::now();
+    stream::iter(0..users)
+        .for_each_concurrent(args.senders, |u| async move {
+            tidings
+                .update_state(app, &user(u), ids[u][0], StatePatch::read(), None)
+                .await
+                .unwrap();
+        })
+        .await;
+    let took = started.elapsed();
+    println!(
+        "state changes, one per request (update_state): {users} in {:.2} s: {:.0} changes/s",
+        took.as_secs_f64(),
+        users as f64 / took.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = stream::iter(0..users)
+        .map(|u| async move {
+            let t0 = Instant::now();
+            let results = tidings
+                .update_states(app, &user(u), &ids[u], StatePatch::dismissed(), None)
+                .await
+                .unwrap();
+            assert!(results.iter().all(Option::is_some));
+            t0.elapsed()
+        })
+        .buffer_unordered(args.senders)
+        .collect()
+        .await;
+    let took = started.elapsed();
+    let changed: usize = ids[..users].iter().map(Vec::len).sum();
+    println!(
+        "dismiss all, one update_states per user: {users} requests, {changed} changes in {:.2} s: {:.0} changes/s",
+        took.as_secs_f64(),
+        changed as f64 / took.as_secs_f64()
+    );
+    report("  per request", &mut latencies);
+
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = stream::iter(users..users * 2)
+        .map(|u| async move {
+            let t0 = Instant::now();
+            let user = user(u);
+            stream::iter(&ids[u])
+                .for_each_concurrent(8, |id| {
+                    let user = &user;
+                    async move {
+                        tidings
+                            .update_state(app, user, *id, StatePatch::dismissed(), None)
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await;
+            t0.elapsed()
+        })
+        .buffer_unordered(args.senders)
+        .collect()
+        .await;
+    let took = started.elapsed();
+    let changed: usize = ids[users..].iter().map(Vec::len).sum();
+    println!(
+        "dismiss all, each id its own update_state (8 at a time): {users} requests, {changed} changes in {:.2} s: {:.0} changes/s",
+        took.as_secs_f64(),
+        changed as f64 / took.as_secs_f64()
+    );
+    report("  per request", &mut latencies);
 }
 
 async fn history(db: &tokio_postgres::Client, tidings: &Tidings, args: &Args, existing: usize) {
