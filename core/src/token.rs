@@ -6,6 +6,9 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use serde::Deserialize;
+
+use crate::error::{PushError, Retry};
 use crate::time::{Clock, Timestamp};
 
 /// Tokens are replaced this long before they expire.
@@ -115,12 +118,150 @@ impl<T> TokenCache<T> {
     }
 }
 
+/// An access token granted by an OAuth 2 token endpoint (RFC 6749 §5.1). Its `Debug` redacts
+/// the token.
+pub struct Grant {
+    /// The access token (a secret: it goes only into an `Authorization` header).
+    pub access_token: String,
+    /// Its lifetime (`expires_in`; one hour when the endpoint leaves it out).
+    pub expires_in: Duration,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct GrantBody {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct GrantError {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// Reads a token endpoint's answer, sans IO: `status`, the delay its retry header asked for,
+/// and the body. `endpoint` names it in error messages ("the FCM token endpoint").
+///
+/// 200 with an `access_token` is a [`Grant`]. A refused grant (400, 401: `invalid_grant`,
+/// `invalid_client`, …) is a configuration fault, [`PushErrorKind::Misconfigured`] with the
+/// OAuth `error` code as its reason; 429 is throttling and 5xx unavailability, both retried
+/// (after `retry_after` when given); a 200 without a token is unavailability too.
+///
+/// [`PushErrorKind::Misconfigured`]: crate::PushErrorKind::Misconfigured
+pub fn read_grant(
+    endpoint: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<Grant, PushError> {
+    if status == 200 {
+        let parsed: GrantBody = serde_json::from_slice(body).map_err(|e| {
+            PushError::unavailable(format!("{endpoint} answered 200 without an access token"))
+                .with_source(e)
+        })?;
+        return Ok(Grant {
+            access_token: parsed.access_token,
+            expires_in: Duration::from_secs(parsed.expires_in.unwrap_or(3600)),
+        });
+    }
+    let e: GrantError = serde_json::from_slice(body).unwrap_or_default();
+    let text = format!(
+        "{endpoint} answered {status} {}: {}",
+        e.error, e.error_description
+    );
+    let error = match status {
+        429 => PushError::throttled(text, retry_after),
+        500..=599 => {
+            let e = PushError::unavailable(text);
+            match retry_after {
+                Some(d) => e.with_retry(Retry::After(d)),
+                None => e,
+            }
+        }
+        _ => PushError::misconfigured(text),
+    };
+    if e.error.is_empty() {
+        Err(error)
+    } else {
+        Err(error.with_reason(e.error))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::time::ManualClock;
+
+    #[test]
+    fn token_answers_grant_or_say_whose_fault_the_refusal_is() {
+        use crate::error::PushErrorKind;
+        let read = |status, after: Option<u64>, body: &[u8]| {
+            read_grant(
+                "the token endpoint",
+                status,
+                after.map(Duration::from_secs),
+                body,
+            )
+        };
+        let grant = read(
+            200,
+            None,
+            br#"{"access_token":"ya29.secret","expires_in":3599}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(grant.access_token, "ya29.secret");
+        assert_eq!(grant.expires_in, Duration::from_secs(3599));
+        assert!(
+            !format!("{grant:?}").contains("ya29"),
+            "Debug shows the token"
+        );
+        let default = read(200, None, br#"{"access_token":"t"}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(default.expires_in, Duration::from_secs(3600));
+        let Err(empty) = read(200, None, b"{}") else {
+            panic!("a 200 without a token was taken");
+        };
+        assert_eq!(empty.kind(), PushErrorKind::Unavailable);
+
+        for (status, body, reason) in [
+            (
+                400,
+                &br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#[..],
+                "invalid_grant",
+            ),
+            (401, &br#"{"error":"invalid_client"}"#[..], "invalid_client"),
+        ] {
+            let Err(e) = read(status, None, body) else {
+                panic!("a refusal was taken");
+            };
+            assert_eq!(e.kind(), PushErrorKind::Misconfigured, "{status}");
+            assert_eq!(e.reason(), Some(reason));
+            assert!(e.to_string().contains(&status.to_string()), "{e}");
+        }
+        let Err(busy) = read(503, Some(7), b"") else {
+            panic!("a 503 was taken");
+        };
+        assert_eq!(busy.kind(), PushErrorKind::Unavailable);
+        assert_eq!(busy.retry(), Retry::After(Duration::from_secs(7)));
+        let Err(throttled) = read(429, None, b"not json") else {
+            panic!("a 429 was taken");
+        };
+        assert_eq!(throttled.kind(), PushErrorKind::Throttled);
+        assert_eq!(throttled.reason(), None);
+    }
 
     #[test]
     fn tokens_are_replaced_five_minutes_before_expiry_or_halfway_when_short() {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
-use serde::Deserialize;
-use tidings::token::TokenCache;
+use tidings::token::{read_grant, TokenCache};
 use tidings::{Clock, PushError};
 
 use crate::config::WnsCredentials;
@@ -24,21 +23,6 @@ pub const LEGACY_TOKEN_URL: &str = "https://login.live.com/accesstoken.srf";
 pub use tidings::token::REFRESH_MARGIN;
 /// Largest token response read, in bytes.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-struct OAuthError {
-    #[serde(default)]
-    error: String,
-    #[serde(default)]
-    error_description: String,
-}
 
 /// A cached access token: the ready `Authorization` header value (marked sensitive).
 pub(crate) struct AccessToken {
@@ -126,23 +110,18 @@ impl TokenSource {
             .await
             .map_err(|e| transport_error("WNS token request", e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after = parse_continue_after(
+            response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = read_capped(&mut response, MAX_TOKEN_RESPONSE)
             .await
             .map_err(|e| transport_error("WNS token response", e))?;
-        if status != 200 {
-            return Err(token_error(status, retry_after.as_deref(), &body));
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            PushError::unavailable("the token endpoint answered 200 without an access token")
-                .with_source(e)
-        })?;
-        let expires_in = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
-        let mut header = HeaderValue::try_from(format!("Bearer {}", parsed.access_token))
+        let grant = read_grant("the WNS token endpoint", status, retry_after, &body)?;
+        let expires_in = grant.expires_in;
+        let mut header = HeaderValue::try_from(format!("Bearer {}", grant.access_token))
             .map_err(|_| PushError::unavailable("the access token is not a header value"))?;
         header.set_sensitive(true);
         tracing::debug!(
@@ -171,33 +150,6 @@ pub(crate) async fn read_capped(
     Ok(body)
 }
 
-/// A failed token request: refusals of the grant (`invalid_client`, `invalid_scope`, …) are
-/// configuration faults; 429 and 5xx are retryable.
-fn token_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> PushError {
-    let e: OAuthError = serde_json::from_slice(body).unwrap_or_default();
-    let text = format!(
-        "the WNS token endpoint answered {status} {}: {}",
-        e.error, e.error_description
-    );
-    let after = parse_continue_after(retry_after);
-    let error = match status {
-        429 => PushError::throttled(text, after),
-        500..=599 => {
-            let e = PushError::unavailable(text);
-            match after {
-                Some(d) => e.with_retry(tidings::Retry::After(d)),
-                None => e,
-            }
-        }
-        _ => PushError::misconfigured(text),
-    };
-    if e.error.is_empty() {
-        error
-    } else {
-        error.with_reason(e.error)
-    }
-}
-
 /// A reqwest failure: timeouts are timeouts, everything else is unavailability. The message
 /// leaves the URL out (a channel URI is a secret that reaches a device).
 pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> PushError {
@@ -206,29 +158,5 @@ pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> PushError {
         PushError::timeout(format!("{what} timed out")).with_source(e)
     } else {
         PushError::unavailable(format!("{what} failed: {e}")).with_source(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tidings::PushErrorKind;
-
-    use super::*;
-
-    #[test]
-    fn refused_grants_are_misconfiguration_and_outages_retry() {
-        let invalid = token_error(
-            400,
-            None,
-            br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
-        );
-        assert_eq!(invalid.kind(), PushErrorKind::Misconfigured);
-        assert_eq!(invalid.reason(), Some("invalid_client"));
-        let entra = token_error(401, None, br#"{"error":"invalid_client"}"#);
-        assert_eq!(entra.kind(), PushErrorKind::Misconfigured);
-        let busy = token_error(503, Some("7"), b"");
-        assert_eq!(busy.kind(), PushErrorKind::Unavailable);
-        assert_eq!(busy.retry(), tidings::Retry::After(Duration::from_secs(7)));
-        assert_eq!(token_error(429, None, b"").kind(), PushErrorKind::Throttled);
     }
 }
