@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use http::uri::PathAndQuery;
 use tidings::{
     Accepted, ApnsEnvironment, AppId, ChannelCapabilities, Clock, Platform, Push, PushChannel,
     PushError, ValidationError,
@@ -15,8 +15,9 @@ use tidings::{
 
 use crate::auth::{ProviderToken, TokenSigner};
 use crate::config::{ApnsChannelBuilder, ApnsConfig, ApnsCredentials};
-use crate::request::{self, RenderOptions, MAX_PAYLOAD_BYTES};
+use crate::request::{self, Message, RenderOptions, TopicHeaders, MAX_PAYLOAD_BYTES};
 use crate::response::{self, Answer, ClassifyOptions, Verdict};
+use crate::transport::{Failure, Origin, Proxies, Reply, TlsBase, Transport};
 
 /// How an app authenticates.
 #[derive(Debug)]
@@ -29,11 +30,13 @@ enum Auth {
 #[derive(Debug)]
 struct Route {
     render: RenderOptions,
+    /// `apns-topic` per push type, ready.
+    topics: TopicHeaders,
     auth: Auth,
-    /// One client (connection pool: in practice one HTTP/2 connection) per environment,
-    /// shared with every app using the same credential.
-    production: reqwest::Client,
-    sandbox: reqwest::Client,
+    /// One HTTP/2 connection per environment, shared with every app using the same
+    /// credential.
+    production: Transport,
+    sandbox: Transport,
     credential: String,
 }
 
@@ -77,48 +80,6 @@ impl fmt::Debug for ApnsChannel {
     }
 }
 
-/// What one exchange returned.
-struct Reply {
-    status: u16,
-    apns_id: Option<String>,
-    retry_after: Option<String>,
-    body: Bytes,
-}
-
-fn http_client(
-    config: &ApnsConfig,
-    credentials: &ApnsCredentials,
-) -> Result<reqwest::Client, ValidationError> {
-    let mut b = reqwest::Client::builder()
-        // APNs speaks HTTP/2 only (negotiated by ALPN over TLS).
-        .http2_prior_knowledge()
-        .tcp_nodelay(true)
-        .timeout(config.request_timeout)
-        .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        // Long-lived connections (Apple: keep them for hours); an HTTP/2 PING after an hour
-        // of silence keeps idle ones open.
-        .pool_idle_timeout(None)
-        .http2_keep_alive_interval(Duration::from_secs(3600))
-        .http2_keep_alive_while_idle(true);
-    if let Some(ca) = &config.trusted_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
-            .map_err(|_| ValidationError::new("trusted_ca_pem", "must be a certificate in PEM"))?;
-        b = b.tls_certs_merge(certs);
-    }
-    if let ApnsCredentials::Certificate { identity_pem } = credentials {
-        let identity = reqwest::Identity::from_pem(identity_pem.as_bytes()).map_err(|_| {
-            ValidationError::new(
-                "credentials.identity_pem",
-                "must hold a private key and a certificate in PEM",
-            )
-        })?;
-        b = b.identity(identity);
-    }
-    b.build()
-        .map_err(|e| ValidationError::new("http", format!("cannot build the HTTP client: {e}")))
-}
-
 impl ApnsChannel {
     /// A builder.
     pub fn builder() -> ApnsChannelBuilder {
@@ -134,8 +95,18 @@ impl ApnsChannel {
         config: ApnsConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<ApnsChannel, ValidationError> {
-        // One client per (credential, environment); one signer per key.
-        let mut clients: HashMap<(String, ApnsEnvironment), reqwest::Client> = HashMap::new();
+        // One verifier (trust roots) per channel, one TLS client configuration and one
+        // connection per environment per credential; one signer per key.
+        let tls = TlsBase::new(config.trusted_ca_pem.as_deref())?;
+        let proxies = Proxies::from_env();
+        let origin = |url: &str, field: &'static str| {
+            Origin::parse(url, &proxies)
+                .map(Arc::new)
+                .map_err(|reason| ValidationError::new(field, reason))
+        };
+        let production_origin = origin(&config.production_url, "production_url")?;
+        let sandbox_origin = origin(&config.sandbox_url, "sandbox_url")?;
+        let mut transports: HashMap<String, (Transport, Transport)> = HashMap::new();
         let mut signers: HashMap<String, Arc<TokenSigner>> = HashMap::new();
         let mut routes = HashMap::new();
         for (i, app) in config.apps.iter().enumerate() {
@@ -157,16 +128,28 @@ impl ApnsChannel {
                     format!("certificate:apps[{first}]")
                 }
             };
-            let mut client_for = |env| -> Result<reqwest::Client, ValidationError> {
-                if let Some(c) = clients.get(&(credential.clone(), env)) {
-                    return Ok(c.clone());
+            let (production, sandbox) = match transports.get(&credential) {
+                Some(pair) => pair.clone(),
+                None => {
+                    let identity = match &app.credentials {
+                        ApnsCredentials::Certificate { identity_pem } => {
+                            Some(identity_pem.as_str())
+                        }
+                        ApnsCredentials::Token { .. } => None,
+                    };
+                    let client = tls.client_config(identity).map_err(|e| e.within(&at))?;
+                    let pair = (
+                        Transport::new(
+                            Arc::clone(&production_origin),
+                            Arc::clone(&client),
+                            config.request_timeout,
+                        ),
+                        Transport::new(Arc::clone(&sandbox_origin), client, config.request_timeout),
+                    );
+                    transports.insert(credential.clone(), pair.clone());
+                    pair
                 }
-                let c = http_client(&config, &app.credentials).map_err(|e| e.within(&at))?;
-                clients.insert((credential.clone(), env), c.clone());
-                Ok(c)
             };
-            let production = client_for(ApnsEnvironment::Production)?;
-            let sandbox = client_for(ApnsEnvironment::Sandbox)?;
             let auth = match &app.credentials {
                 ApnsCredentials::Token {
                     team_id,
@@ -194,13 +177,16 @@ impl ApnsChannel {
                 }
                 ApnsCredentials::Certificate { .. } => Auth::Certificate,
             };
+            let render = RenderOptions {
+                topic: app.topic.clone(),
+                sound: app.sound.clone(),
+            };
+            let topics = TopicHeaders::new(&render.topic).map_err(|e| e.within(&at))?;
             routes.insert(
                 app.app.clone(),
                 Route {
-                    render: RenderOptions {
-                        topic: app.topic.clone(),
-                        sound: app.sound.clone(),
-                    },
+                    render,
+                    topics,
                     auth,
                     production,
                     sandbox,
@@ -227,45 +213,46 @@ impl ApnsChannel {
         self.inner.routes.get(app).map(|r| r.render.topic.as_str())
     }
 
-    async fn exchange(
-        http: &reqwest::Client,
-        url: reqwest::Url,
-        headers: http::HeaderMap,
-        body: Bytes,
+    /// Sends `message` with the provider token, if any; resends it once, rendered again by
+    /// `again`, if the server refused the stream unprocessed (`REFUSED_STREAM`, or above a
+    /// GOAWAY's last stream id). The message is borrowed (and taken when sent) so that it is
+    /// held once in the future of a push.
+    async fn deliver(
+        transport: &Transport,
+        path: &PathAndQuery,
+        message: &mut Message,
         token: Option<&ProviderToken>,
+        again: impl FnOnce() -> Result<Message, PushError>,
     ) -> Result<Reply, PushError> {
-        let mut request = reqwest::Request::new(http::Method::POST, url);
-        *request.headers_mut() = headers;
         if let Some(token) = token {
-            request
-                .headers_mut()
+            message
+                .headers
                 .insert(http::header::AUTHORIZATION, token.header.clone());
         }
-        *request.body_mut() = Some(body.into());
-        let response = http
-            .execute(request)
+        // (Scoped, and not `match …await {}`: the first attempt's future and result would stay
+        // in this future's state through the resend.)
+        {
+            let first = transport
+                .exchange(path, &mut message.headers, &mut message.body)
+                .await;
+            match first {
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Failed(e)) => return Err(e),
+                Err(Failure::Refused(e)) => {
+                    tracing::debug!(error = %e, "APNs refused the stream unprocessed; resending once");
+                }
+            }
+        }
+        *message = again()?;
+        if let Some(token) = token {
+            message
+                .headers
+                .insert(http::header::AUTHORIZATION, token.header.clone());
+        }
+        transport
+            .exchange(path, &mut message.headers, &mut message.body)
             .await
-            .map_err(|e| transport_error("APNs request", e))?;
-        let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let apns_id = header("apns-id");
-        let retry_after = header("retry-after");
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error("APNs response", e))?;
-        Ok(Reply {
-            status,
-            apns_id,
-            retry_after,
-            body,
-        })
+            .map_err(Failure::into_error)
     }
 
     fn classify(&self, reply: &Reply) -> Verdict {
@@ -278,18 +265,6 @@ impl ApnsChannel {
             },
             self.inner.classify,
         )
-    }
-}
-
-/// A reqwest failure, without its URL (the URL holds the device token): timeouts are
-/// timeouts; connection failures, resets and GOAWAY are unavailability (the next request opens
-/// a new connection).
-fn transport_error(what: &str, e: reqwest::Error) -> PushError {
-    let e = e.without_url();
-    if e.is_timeout() {
-        PushError::timeout(format!("{what} timed out")).with_source(e)
-    } else {
-        PushError::unavailable(format!("{what} failed: {e}")).with_source(e)
     }
 }
 
@@ -311,31 +286,26 @@ impl PushChannel for ApnsChannel {
         let route = self.inner.routes.get(&push.app).ok_or_else(|| {
             PushError::misconfigured(format!("no APNs credentials for app {}", push.app))
         })?;
-        let (_, environment) = request::device_token(push)?;
-        let (base, http) = match environment {
-            ApnsEnvironment::Production => (&self.inner.production_url, &route.production),
-            ApnsEnvironment::Sandbox => (&self.inner.sandbox_url, &route.sandbox),
+        let (device, environment) = request::device_token(push)?;
+        let transport = match environment {
+            ApnsEnvironment::Production => &route.production,
+            ApnsEnvironment::Sandbox => &route.sandbox,
         };
         let now = self.inner.clock.now();
         let id = uuid::Uuid::new_v4();
-        let rendered = request::render(push, base, &route.render, now, id)?;
-        let apns_id = rendered.apns_id;
-        let url = reqwest::Url::parse(&rendered.url).map_err(|e| {
-            PushError::misconfigured("the APNs base URL does not make a URL").with_source(e)
-        })?;
+        let render = || request::render_message(push, &route.render, Some(&route.topics), now, id);
+        let mut message = render()?;
+        let path = transport.device_path(device)?;
         let token = match &route.auth {
             Auth::Token(signer) => Some(signer.token()?),
             Auth::Certificate => None,
         };
-        let reply = Self::exchange(
-            http,
-            url.clone(),
-            rendered.headers,
-            rendered.body,
-            token.as_deref(),
-        )
-        .await?;
-        let verdict = match self.classify(&reply) {
+        let verdict = {
+            let reply =
+                Self::deliver(transport, &path, &mut message, token.as_deref(), render).await?;
+            self.classify(&reply)
+        };
+        let verdict = match verdict {
             Verdict::RefreshToken => {
                 let (Auth::Token(signer), Some(old)) = (&route.auth, &token) else {
                     return Err(PushError::misconfigured(
@@ -346,10 +316,16 @@ impl PushChannel for ApnsChannel {
                 tracing::debug!(credential = %route.credential, "provider token expired; re-signing once");
                 let token = signer.replace(old)?;
                 // Rendered again, identically (same instant, same apns-id): the first attempt
-                // was refused, not accepted.
-                let again = request::render(push, base, &route.render, now, id)?;
-                let reply =
-                    Self::exchange(http, url, again.headers, again.body, Some(&token)).await?;
+                // was refused, not accepted. (Boxed: rare, and kept out of every push's future.)
+                message = render()?;
+                let reply = Box::pin(Self::deliver(
+                    transport,
+                    &path,
+                    &mut message,
+                    Some(&token),
+                    render,
+                ))
+                .await?;
                 match self.classify(&reply) {
                     Verdict::RefreshToken => {
                         return Err(PushError::misconfigured(
@@ -364,7 +340,9 @@ impl PushChannel for ApnsChannel {
         };
         match verdict {
             Verdict::Accepted(mut accepted) => {
-                accepted.provider_message_id.get_or_insert(apns_id);
+                accepted
+                    .provider_message_id
+                    .get_or_insert_with(|| id.hyphenated().to_string());
                 Ok(accepted)
             }
             Verdict::Failed(error) => Err(error),

@@ -109,7 +109,7 @@ impl ApnsCredentials {
                 }
             }
             ApnsCredentials::Certificate { identity_pem } => {
-                if reqwest::Identity::from_pem(identity_pem.as_bytes()).is_err() {
+                if crate::transport::parse_identity(identity_pem).is_none() {
                     return Err(ValidationError::new(
                         "identity_pem",
                         "must hold a private key and a certificate in PEM",
@@ -274,7 +274,7 @@ impl ApnsConfig {
         check_url(&self.production_url, "production_url")?;
         check_url(&self.sandbox_url, "sandbox_url")?;
         if let Some(ca) = &self.trusted_ca_pem {
-            if !reqwest::Certificate::from_pem_bundle(ca.as_bytes()).is_ok_and(|c| !c.is_empty()) {
+            if crate::transport::parse_certificates(ca).is_none() {
                 return Err(ValidationError::new(
                     "trusted_ca_pem",
                     "must be a certificate in PEM",

@@ -5,6 +5,7 @@ mod client;
 mod config;
 pub mod request;
 pub mod response;
+mod transport;
 
 pub use client::ApnsChannel;
 pub use config::{

@@ -6,10 +6,11 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Serialize;
 use tidings::{
     ApnsEnvironment, DeliveryKind, Priority, Push, PushAddress, PushContent, PushError, Timestamp,
-    VisualContent,
+    ValidationError, VisualContent,
 };
 
 /// Largest payload APNs accepts for every push type but VoIP, in bytes.
@@ -241,7 +242,8 @@ pub fn render_payload(
         sequence: push.sequence,
         raw,
     };
-    let bytes = serde_json::to_vec(&payload)
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, &payload)
         .map_err(|e| PushError::rejected("the payload does not serialize").with_source(e))?;
     let limit = push_type.max_payload_bytes();
     if bytes.len() > limit {
@@ -273,50 +275,107 @@ pub fn render(
     now: Timestamp,
     apns_id: uuid::Uuid,
 ) -> Result<Rendered, PushError> {
-    use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-
     let (token, _) = device_token(push)?;
+    let message = render_message(push, options, None, now, apns_id)?;
+    Ok(Rendered {
+        url: device_url(base_url, token),
+        headers: message.headers,
+        body: message.body,
+        apns_id: apns_id.hyphenated().to_string(),
+    })
+}
+
+/// What [`render`] renders but the URL and the `apns-id` as text: the channel builds the
+/// request path itself.
+#[derive(Debug)]
+pub(crate) struct Message {
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// An app's `apns-topic` values, ready to send: the bundle id with each push type's suffix.
+#[derive(Debug)]
+pub(crate) struct TopicHeaders {
+    plain: HeaderValue,
+    voip: HeaderValue,
+}
+
+impl TopicHeaders {
+    pub(crate) fn new(topic: &str) -> Result<TopicHeaders, ValidationError> {
+        let value = |suffix: &str| {
+            HeaderValue::try_from(format!("{topic}{suffix}"))
+                .map_err(|_| ValidationError::new("topic", "is not a valid header value"))
+        };
+        Ok(TopicHeaders {
+            plain: value(PushType::Alert.topic_suffix())?,
+            voip: value(PushType::Voip.topic_suffix())?,
+        })
+    }
+
+    fn get(&self, push_type: PushType) -> &HeaderValue {
+        match push_type {
+            PushType::Alert | PushType::Background => &self.plain,
+            PushType::Voip => &self.voip,
+        }
+    }
+}
+
+const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
+const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
+const APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
+const APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
+const APNS_COLLAPSE_ID: HeaderName = HeaderName::from_static("apns-collapse-id");
+const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
+
+/// The headers and body of [`render`], without the URL; `topics` are the app's `apns-topic`
+/// values if they are at hand.
+///
+/// `apns-id` and `apns-collapse-id` are marked sensitive: unique to each push, they go out as
+/// HPACK literals that are never indexed, rather than filling the connection's header table
+/// (where every later push would compare against them).
+pub(crate) fn render_message(
+    push: &Push,
+    options: &RenderOptions,
+    topics: Option<&TopicHeaders>,
+    now: Timestamp,
+    apns_id: uuid::Uuid,
+) -> Result<Message, PushError> {
     let push_type = push_type(push);
     let body = render_payload(push, push_type, options)?;
-    let apns_id = apns_id.hyphenated().to_string();
     let text = |what: &str, v: &str| {
         HeaderValue::from_str(v)
             .map_err(|_| PushError::rejected(format!("the {what} is not a valid header value")))
     };
-    let mut topic = String::with_capacity(options.topic.len() + 8);
-    topic.push_str(&options.topic);
-    topic.push_str(push_type.topic_suffix());
-    let mut headers = http::HeaderMap::with_capacity(8);
-    headers.insert(
-        HeaderName::from_static("apns-push-type"),
-        HeaderValue::from_static(push_type.as_str()),
-    );
-    headers.insert(
-        HeaderName::from_static("apns-topic"),
-        text("topic", &topic)?,
-    );
-    headers.insert(
-        HeaderName::from_static("apns-priority"),
-        HeaderValue::from(u16::from(priority(push, push_type))),
-    );
-    headers.insert(
-        HeaderName::from_static("apns-expiration"),
-        HeaderValue::from(expiration(push, now)),
-    );
-    headers.insert(
-        HeaderName::from_static("apns-collapse-id"),
-        text("collapse id", &collapse_id(&push.collapse_id))?,
-    );
-    headers.insert(
-        HeaderName::from_static("apns-id"),
-        text("apns-id", &apns_id)?,
-    );
+    let topic = match topics {
+        Some(topics) => topics.get(push_type).clone(),
+        None => {
+            let mut topic = String::with_capacity(options.topic.len() + 8);
+            topic.push_str(&options.topic);
+            topic.push_str(push_type.topic_suffix());
+            text("topic", &topic)?
+        }
+    };
+    let priority = match priority(push, push_type) {
+        5 => HeaderValue::from_static("5"),
+        10 => HeaderValue::from_static("10"),
+        other => HeaderValue::from(u16::from(other)),
+    };
+    let mut collapse = text("collapse id", &collapse_id(&push.collapse_id))?;
+    collapse.set_sensitive(true);
+    let mut id = uuid::Uuid::encode_buffer();
+    let mut id = text("apns-id", apns_id.hyphenated().encode_lower(&mut id))?;
+    id.set_sensitive(true);
+    let mut headers = http::HeaderMap::with_capacity(10);
+    headers.insert(APNS_PUSH_TYPE, HeaderValue::from_static(push_type.as_str()));
+    headers.insert(APNS_TOPIC, topic);
+    headers.insert(APNS_PRIORITY, priority);
+    headers.insert(APNS_EXPIRATION, HeaderValue::from(expiration(push, now)));
+    headers.insert(APNS_COLLAPSE_ID, collapse);
+    headers.insert(APNS_ID, id);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(Rendered {
-        url: device_url(base_url, token),
+    Ok(Message {
         headers,
         body: Bytes::from(body),
-        apns_id,
     })
 }
 
