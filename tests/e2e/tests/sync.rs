@@ -65,18 +65,7 @@ async fn a_burst_of_ten_changes_coalesces_to_one_signal_per_endpoint() {
 
     let mut last = 0;
     for id in ids {
-        let n = h
-            .tidings
-            .update_state(
-                &APP.into(),
-                &"alice".into(),
-                id,
-                StatePatch::read(),
-                Some(devices.iphone.id),
-            )
-            .await
-            .unwrap();
-        last = n.sequence;
+        last = mark_read(&h, id, &devices.iphone).await;
     }
     h.advance(Duration::from_secs(3));
     h.dispatch().await;
@@ -135,6 +124,21 @@ async fn a_device_that_missed_changes_catches_up_through_the_change_feed() {
     assert_eq!(page.next_since, page.changes[1].sequence);
 }
 
+/// Alice reads notification `id` on `device`; returns the change's sequence.
+async fn mark_read(h: &Harness, id: NotificationId, device: &tidings::Endpoint) -> u64 {
+    h.tidings
+        .update_state(
+            &APP.into(),
+            &"alice".into(),
+            id,
+            StatePatch::read(),
+            Some(device.id),
+        )
+        .await
+        .unwrap()
+        .sequence
+}
+
 /// Sends alice `count` notifications and delivers them; the channels' records are cleared.
 async fn delivered_notifications(h: &Harness, count: usize) -> Vec<NotificationId> {
     let mut ids = Vec::new();
@@ -159,18 +163,7 @@ async fn spaced_changes(h: &Harness, devices: &tidings_e2e::Devices, count: usiz
     let ids = delivered_notifications(h, count).await;
     let mut last = 0;
     for id in ids {
-        last = h
-            .tidings
-            .update_state(
-                &APP.into(),
-                &"alice".into(),
-                id,
-                StatePatch::read(),
-                Some(devices.android.id),
-            )
-            .await
-            .unwrap()
-            .sequence;
+        last = mark_read(h, id, &devices.android).await;
         h.advance(Duration::from_secs(3));
         h.dispatch().await;
     }

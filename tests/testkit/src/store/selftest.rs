@@ -12,7 +12,7 @@ use tidings::{
     AppId, BulkStateUpdate, ChangePage, ChangesQuery, DeliveryId, DeliveryOutcome, Endpoint,
     EndpointId, HistoryPage, HistoryQuery, Inserted, LeaseRequest, LeaseToken, LeasedDelivery,
     Notification, NotificationId, OutcomeReport, PlatformSet, PurgeReport, StateUpdate, Store,
-    StoreError, Timestamp, UserId,
+    StoreError, SyncSchedule, Timestamp, UserId,
 };
 use tidings_memory::MemoryStore;
 
@@ -66,6 +66,20 @@ impl Faulty {
             fault,
             owners: Mutex::default(),
             leases: Mutex::default(),
+        }
+    }
+}
+
+impl Faulty {
+    /// A state change's sync schedule as the faulty store treats it.
+    fn sync(&self, sync: Option<SyncSchedule>) -> Option<SyncSchedule> {
+        match self.fault {
+            Fault::NoSyncSignals => None,
+            Fault::NoBackgroundBudget => sync.map(|s| SyncSchedule {
+                apns_budget: None,
+                ..s
+            }),
+            _ => sync,
         }
     }
 }
@@ -138,14 +152,7 @@ impl Store for Faulty {
     }
 
     async fn update_state(&self, mut update: StateUpdate) -> Result<Notification, StoreError> {
-        if self.fault == Fault::NoSyncSignals {
-            update.sync = None;
-        }
-        if self.fault == Fault::NoBackgroundBudget {
-            if let Some(sync) = &mut update.sync {
-                sync.apns_budget = None;
-            }
-        }
+        update.sync = self.sync(update.sync);
         self.inner.update_state(update).await
     }
 
@@ -153,14 +160,7 @@ impl Store for Faulty {
         &self,
         mut update: BulkStateUpdate,
     ) -> Result<Vec<Option<Notification>>, StoreError> {
-        if self.fault == Fault::NoSyncSignals {
-            update.sync = None;
-        }
-        if self.fault == Fault::NoBackgroundBudget {
-            if let Some(sync) = &mut update.sync {
-                sync.apns_budget = None;
-            }
-        }
+        update.sync = self.sync(update.sync);
         self.inner.update_states(update).await
     }
 
