@@ -896,6 +896,13 @@ async fn tunnel(
     }
 }
 
+/// Logs how a connection ended.
+fn log_closed(result: Result<(), h2::Error>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "APNs connection closed");
+    }
+}
+
 /// Drives one connection until it closes, every [`Transport`] clone is dropped, or a PING goes
 /// unanswered; PINGs it after an hour without requests.
 async fn drive<T>(
@@ -915,12 +922,7 @@ async fn drive<T>(
     loop {
         tokio::select! {
             biased;
-            result = &mut connection => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "APNs connection closed");
-                }
-                return;
-            }
+            result = &mut connection => return log_closed(result),
             _ = &mut stop => return,
             () = &mut check => {
                 check.as_mut().reset(Instant::now() + KEEPALIVE_CHECK);
@@ -945,12 +947,7 @@ async fn drive<T>(
         tokio::pin!(deadline);
         tokio::select! {
             biased;
-            result = &mut connection => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "APNs connection closed");
-                }
-                return;
-            }
+            result = &mut connection => return log_closed(result),
             _ = &mut stop => return,
             result = &mut pong => {
                 if let Err(e) = result {
