@@ -27,7 +27,9 @@ pub struct DispatcherConfig {
     /// Deliveries leased per batch (default 512).
     pub batch_size: usize,
     /// How long a lease lasts; a delivery whose dispatcher died is retaken after it (default
-    /// 60 s). Must exceed `attempt_timeout`.
+    /// 90 s). Must exceed `attempt_timeout` × ⌈`batch_size` / `concurrency_per_channel`⌉, the
+    /// longest a batch's pushes to one channel can take, so that outcomes arrive while their
+    /// leases hold.
     pub lease_duration: Duration,
     /// Per-attempt timeout; a push that takes longer is retried (default 30 s).
     pub attempt_timeout: Duration,
@@ -47,7 +49,7 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
             batch_size: 512,
-            lease_duration: Duration::from_secs(60),
+            lease_duration: Duration::from_secs(90),
             attempt_timeout: Duration::from_secs(30),
             concurrency_per_channel: 256,
             idle_poll: Duration::from_secs(1),
@@ -63,16 +65,26 @@ impl DispatcherConfig {
         if self.batch_size == 0 || self.batch_size > 10_000 {
             return Err(ValidationError::new("batch_size", "must be 1 to 10000"));
         }
-        if self.attempt_timeout.is_zero() || self.lease_duration <= self.attempt_timeout {
-            return Err(ValidationError::new(
-                "lease_duration",
-                "must be longer than a positive attempt_timeout",
-            ));
-        }
         if self.concurrency_per_channel == 0 {
             return Err(ValidationError::new(
                 "concurrency_per_channel",
                 "must be positive",
+            ));
+        }
+        // A batch's pushes to one channel go in waves of `concurrency_per_channel`, each wave
+        // taking up to `attempt_timeout`.
+        let waves = u32::try_from(self.batch_size.div_ceil(self.concurrency_per_channel))
+            .unwrap_or(u32::MAX);
+        if self.attempt_timeout.is_zero()
+            || self.lease_duration <= self.attempt_timeout.saturating_mul(waves)
+        {
+            return Err(ValidationError::new(
+                "lease_duration",
+                format!(
+                    "must be longer than attempt_timeout × ⌈batch_size / concurrency_per_channel⌉ \
+                     ({waves} × {:?}), and attempt_timeout positive",
+                    self.attempt_timeout
+                ),
             ));
         }
         if self.max_attempts == 0 {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::error::{Error, ValidationError};
 use crate::id::NotificationId;
 use crate::notification::{
@@ -39,8 +41,13 @@ impl Tidings {
             app = %notification.app,
             notification_id = %notification.id,
         );
+        let inserted = self
+            .inner
+            .store
+            .insert_notification(notification)
+            .instrument(span.clone())
+            .await?;
         let _enter = span.enter();
-        let inserted = self.inner.store.insert_notification(notification).await?;
         if inserted.created {
             metrics::counter!("tidings_notifications_created_total").increment(1);
             metrics::counter!("tidings_deliveries_enqueued_total")

@@ -100,7 +100,10 @@ impl Tidings {
             sync: Some(sync),
         };
         let updated = self.inner.store.update_state(update).await?;
-        metrics::counter!("tidings_state_changes_total").increment(1);
+        if updated.state.changed_at == at {
+            // Changed now (a patch that changes nothing leaves `changed_at` as it was).
+            metrics::counter!("tidings_state_changes_total").increment(1);
+        }
         tracing::debug!(app = %app, notification_id = %id, sequence = updated.sequence, "state changed");
         Ok(updated)
     }

@@ -234,3 +234,24 @@ async fn a_web_push_endpoint_on_a_private_ip_is_rejected() {
 fn serde_json_from_str(json: &str) -> Result<NewNotification, String> {
     tidings_e2e::from_json(json)
 }
+
+#[test]
+fn a_lease_shorter_than_a_batch_of_timeouts_is_refused() {
+    let h = Harness::new();
+    // 512 pushes to one channel, 256 at a time, each up to 30 s: a batch can take 60 s.
+    let config = tidings::DispatcherConfig {
+        lease_duration: Duration::from_secs(60),
+        ..tidings::DispatcherConfig::default()
+    };
+    let e = h.tidings.dispatcher_with(config).unwrap_err();
+    assert_eq!(e.field(), "lease_duration", "{e}");
+    let config = tidings::DispatcherConfig {
+        lease_duration: Duration::from_secs(61),
+        ..tidings::DispatcherConfig::default()
+    };
+    assert!(h.tidings.dispatcher_with(config).is_ok());
+    assert!(h
+        .tidings
+        .dispatcher_with(tidings::DispatcherConfig::default())
+        .is_ok());
+}
