@@ -32,7 +32,8 @@ pub(crate) async fn run(
     notify: Arc<Notify>,
     ready: watch::Sender<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST_WAIT: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_WAIT;
     loop {
         match listen_once(&url, &channel, &notify, &ready).await {
             Ok(()) => tracing::debug!("tidings-postgres LISTEN connection closed; reconnecting"),
@@ -40,7 +41,11 @@ pub(crate) async fn run(
                 tracing::warn!(error = %e, "tidings-postgres LISTEN connection failed; reconnecting")
             }
         }
-        ready.send_replace(false);
+        // A connection that got as far as LISTEN worked: the next failure starts the backoff
+        // afresh.
+        if ready.send_replace(false) {
+            backoff = FIRST_WAIT;
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
