@@ -285,6 +285,14 @@ impl Dispatcher {
         }
         let recorded = store.record_outcomes(outcomes).await?;
         report.stale = recorded.stale;
+        if recorded.stale > 0 {
+            // Outcomes that came after their lease lapsed: the pushes will be sent again.
+            metrics::counter!("tidings_stale_outcomes_total").increment(recorded.stale as u64);
+            tracing::warn!(
+                stale = recorded.stale,
+                "outcomes arrived after their leases lapsed; those deliveries will be sent again"
+            );
+        }
         if recorded.deactivated > 0 {
             metrics::counter!("tidings_endpoints_deactivated_total", "reason" => "gone")
                 .increment(recorded.deactivated as u64);
@@ -319,6 +327,8 @@ impl Dispatcher {
                 if last_sweep.elapsed() >= every {
                     last_sweep = Instant::now();
                     if let Err(e) = self.tidings.sweep().await {
+                        metrics::counter!("tidings_dispatcher_errors_total", "step" => "sweep")
+                            .increment(1);
                         tracing::warn!(error = %e, "sweep failed");
                     }
                 }
@@ -326,6 +336,8 @@ impl Dispatcher {
             let idle = match self.run_once().await {
                 Ok(report) => report.leased < self.config.batch_size,
                 Err(e) => {
+                    metrics::counter!("tidings_dispatcher_errors_total", "step" => "batch")
+                        .increment(1);
                     tracing::warn!(error = %e, retryable = e.is_retryable(), "dispatch batch failed");
                     true
                 }
