@@ -464,7 +464,13 @@ impl Dispatcher {
             histogram.record(started.elapsed().as_secs_f64());
             match &result {
                 Ok(_) => tracing::debug!("push accepted"),
+                // The ids again: the `tidings.push` span is at DEBUG, this event at INFO.
                 Err(e) => tracing::info!(
+                    app = %leased.delivery.app,
+                    platform = %leased.endpoint.platform(),
+                    endpoint_id = %leased.endpoint.id,
+                    notification_id = ?leased.delivery.notification_id,
+                    attempt = leased.delivery.attempt,
                     kind = ?e.kind(),
                     reason = e.reason().unwrap_or(""),
                     retryable = e.is_retryable(),
