@@ -100,10 +100,7 @@ impl Tidings {
             sync: Some(sync),
         };
         let updated = self.inner.store.update_state(update).await?;
-        if updated.state.changed_at == at {
-            // Changed now (a patch that changes nothing leaves `changed_at` as it was).
-            metrics::counter!("tidings_state_changes_total").increment(1);
-        }
+        count_changes(std::slice::from_ref(&updated), at);
         tracing::debug!(app = %app, notification_id = %id, sequence = updated.sequence, "state changed");
         Ok(updated)
     }
@@ -157,12 +154,7 @@ impl Tidings {
             )
             .into());
         }
-        let changed = results
-            .iter()
-            .flatten()
-            .filter(|n| n.state.changed_at == at)
-            .count();
-        metrics::counter!("tidings_state_changes_total").increment(changed as u64);
+        let changed = count_changes(results.iter().flatten(), at);
         tracing::debug!(app = %app, ids = distinct.len(), changed, "states changed");
         if distinct.len() == ids.len() {
             return Ok(results);
@@ -215,4 +207,20 @@ impl Tidings {
         tracing::info!("user erased");
         Ok(())
     }
+}
+
+/// Counts the notifications a state change at `at` changed (a patch that changes nothing leaves
+/// `changed_at` as it was) in `tidings_state_changes_total`, and returns how many.
+fn count_changes<'a>(
+    notifications: impl IntoIterator<Item = &'a Notification>,
+    at: Timestamp,
+) -> usize {
+    let changed = notifications
+        .into_iter()
+        .filter(|n| n.state.changed_at == at)
+        .count();
+    if changed > 0 {
+        metrics::counter!("tidings_state_changes_total").increment(changed as u64);
+    }
+    changed
 }

@@ -213,7 +213,7 @@ impl State {
             let Some(entry) = self.endpoints.get(endpoint_id) else {
                 continue;
             };
-            let pending = entry.pending_sync;
+            let (pending, tat) = (entry.pending_sync, entry.sync_budget);
             let budget = sync
                 .apns_budget
                 .filter(|_| entry.endpoint.platform() == Platform::Apns);
@@ -222,7 +222,6 @@ impl State {
             }
             let (due_at, expires_at) = match budget {
                 Some(budget) => {
-                    let tat = self.endpoints.get(endpoint_id).and_then(|e| e.sync_budget);
                     let (allowed, tat) = budget.admit(tat, sync.due_at);
                     if let Some(e) = self.endpoints.get_mut(endpoint_id) {
                         e.sync_budget = Some(tat);
